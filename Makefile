@@ -1,0 +1,59 @@
+# vaejax: `make run` trains, evaluates and draws the default experiment; `make test` runs the tests.
+# Every target creates and uses the local virtualenv $(VENV); nothing is installed system-wide
+# except the Debian package dataset-fashion-mnist (offline real data), when apt can install it.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+VAEJAX  := $(VENV)/bin/vaejax
+WORKDIR ?= runs/default
+CONFIG  ?= experiments/default.py
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup setup-dev data run test bench clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Tests also install the `tfds` extra so that the TFDS code path is exercised (offline, mocked).
+$(VENV)/.dev: $(VENV)/.core
+	$(PY) -m pip install -q -e '.[dev,tfds]'
+	touch $@
+
+setup: $(VENV)/.core
+
+setup-dev: $(VENV)/.dev
+
+# Real, offline data: Debian's dataset-fashion-mnist puts the IDX files in $(FASHION_DIR).
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "data: Fashion-MNIST found in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "data: installing Debian package dataset-fashion-mnist (Fashion-MNIST IDX files, offline)"; \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+	  echo "data: apt could not install dataset-fashion-mnist; see README 'Datasets' for other sources"; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  echo "data: installing Debian package dataset-fashion-mnist with sudo"; \
+	  sudo apt-get install -y -q dataset-fashion-mnist >/dev/null || \
+	  echo "data: sudo apt-get failed; see README 'Datasets' for other sources"; \
+	else \
+	  echo "data: $(FASHION_DIR) is missing and apt is not available."; \
+	  echo "      Put the four Fashion-MNIST IDX files in a folder and set VAEJAX_DATA_DIR=<folder>,"; \
+	  echo "      or install the tfds extra (pip install -e '.[tfds]') on a machine with internet."; \
+	fi
+
+run: setup data
+	$(VAEJAX) train --config $(CONFIG) --workdir $(WORKDIR) --resume
+
+test: setup-dev data
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+bench: setup data
+	$(PY) benchmarks/run.py --out benchmarks/RESULTS.md
+
+clean:
+	rm -rf runs sweeps .pytest_cache
