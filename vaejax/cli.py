@@ -1,0 +1,167 @@
+"""`vaejax` command line: parse, then call one library function.
+
+    vaejax train --config experiments/default.py --workdir runs/x [--config.model.latent_dim=8]
+    vaejax eval --workdir runs/x [--config.eval.iwae_samples=5000]
+    vaejax sample --workdir runs/x
+    vaejax reproduce runs/x --workdir runs/y
+    vaejax sweep experiments/latent_kl_sweep.py --workdir sweeps/x [--dry-run] [--shard i/n]
+    vaejax sweep-report sweeps/x
+    vaejax data info NAME | vaejax data fetch NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates `--config.a.b=v` (or `--config.a.b v`) overrides from the other arguments."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            if "=" in arg:
+                overrides.append(arg)
+            elif i + 1 < len(argv):
+                overrides.append(f"{arg}={argv[i + 1]}")
+                i += 1
+            else:
+                raise SystemExit(f"vaejax: {arg} needs a value (--config.model.latent_dim=8)")
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaejax", description="Train, evaluate and sweep VAEs.",
+        epilog="Config overrides: --config.<dotted.key>=<value>, e.g. --config.objective.beta=4")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a config in a workdir, then evaluate and draw it")
+    p.add_argument("--config", default=None, help="experiment file with get_config() "
+                   "(default with --resume: the workdir's recorded config)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again; the old workdir is moved aside, not deleted")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluation and figures")
+
+    p = sub.add_parser("eval", help="test ELBO, IWAE NLL, active units -> results.json")
+    p.add_argument("--workdir", required=True)
+
+    p = sub.add_parser("sample", help="PNG figures of a trained run")
+    p.add_argument("--workdir", required=True)
+
+    p = sub.add_parser("reproduce", help="retrain a run from its record and compare metrics")
+    p.add_argument("run", help="the workdir to reproduce")
+    p.add_argument("--workdir", required=True, help="where the replica is trained")
+
+    p = sub.add_parser("sweep", help="train every run of a sweep file, grouped and vmapped")
+    p.add_argument("sweep_file")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--max-group-size", type=int, default=16)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and memory estimate")
+    p.add_argument("--shard", default="0/1", help="i/n: this process's share of the groups")
+
+    p = sub.add_parser("sweep-report", help="merge a sweep's results into tables and figures")
+    p.add_argument("workdir")
+
+    p = sub.add_parser("data", help="dataset information and caching")
+    p.add_argument("action", choices=("info", "fetch"))
+    p.add_argument("name", help="mnist | fashion_mnist | binarized_mnist | cifar10 | idx:<folder>")
+    p.add_argument("--data_dir", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    rest, overrides = _split_overrides(argv)
+    args = _parser().parse_args(rest)
+    if overrides and args.command not in ("train", "eval", "sweep"):
+        raise SystemExit(f"vaejax {args.command} takes no --config.* overrides")
+    try:
+        return _run(args, overrides)
+    except KeyboardInterrupt:
+        print("vaejax: interrupted; checkpoints written so far are kept (resume with --resume)",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001  (one readable line, no traceback, for known errors)
+        from vaejax import config as config_lib  # noqa: PLC0415
+        from vaejax import train as train_lib  # noqa: PLC0415
+
+        known = (config_lib.ConfigError, train_lib.WorkdirExistsError, train_lib.TrainingDiverged,
+                 FileNotFoundError)
+        data_errors = _data_errors()
+        if isinstance(error, known + data_errors):
+            print(f"vaejax {args.command}: error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _data_errors() -> tuple:
+    from vaejax import data  # noqa: PLC0415
+
+    return tuple(getattr(data, name) for name in ("DatasetNotFoundError", "CorruptDataError")
+                 if hasattr(data, name))
+
+
+def _run(args, overrides: list[str]) -> int:
+    from vaejax import config as config_lib  # noqa: PLC0415
+
+    if args.command == "train":
+        from vaejax import records, train  # noqa: PLC0415
+
+        if args.config is not None:
+            config = config_lib.load_config(args.config, overrides)
+        elif args.resume:
+            config = config_lib.apply_overrides(records.run_config(args.workdir), overrides)
+        else:
+            raise SystemExit("vaejax train: --config is required (e.g. experiments/default.py)")
+        train.train(config, args.workdir, resume=args.resume, overwrite=args.overwrite,
+                    evaluate_at_end=not args.no_eval)
+    elif args.command == "eval":
+        from vaejax import evaluate, records  # noqa: PLC0415
+
+        config = records.run_config(args.workdir)
+        bad = [o for o in overrides if not o.removeprefix("--config.").startswith("eval.")]
+        if bad:
+            raise SystemExit(f"vaejax eval: only --config.eval.* can change at evaluation: {bad}")
+        config = config_lib.apply_overrides(config, overrides)
+        evaluate.evaluate_run(args.workdir, config=config)
+    elif args.command == "sample":
+        from vaejax import sample  # noqa: PLC0415
+
+        sample.sample_run(args.workdir)
+    elif args.command == "reproduce":
+        from vaejax import reproduce  # noqa: PLC0415
+
+        report = reproduce.reproduce(args.run, args.workdir)
+        return 0 if report["match"] else 1
+    elif args.command == "sweep":
+        from vaejax import sweep  # noqa: PLC0415
+
+        sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
+                        max_group_size=args.max_group_size, dry_run=args.dry_run,
+                        shard=args.shard)
+    elif args.command == "sweep-report":
+        from vaejax import sweep  # noqa: PLC0415
+
+        sweep.report(args.workdir)
+    elif args.command == "data":
+        from vaejax import data  # noqa: PLC0415
+
+        if args.action == "info":
+            print(json.dumps(data.describe(args.name, data_dir=args.data_dir), indent=2,
+                             default=str))
+        else:
+            print(data.fetch(args.name, data_dir=args.data_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
