@@ -1,0 +1,277 @@
+"""Tests for vaejax/plots.py: exact pixel sizes and tile placement, skipped rows, input errors."""
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaejax import plots
+
+GRAY_28 = (28, 28, 1)
+
+
+def _read_png(path: pathlib.Path) -> np.ndarray:
+    """Verifies the PNG, reopens it, checks it is RGB with varied content; returns (H, W, 3) uint8."""
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.mode == "RGB"
+        pixels = np.asarray(image)
+    assert pixels.std() > 0, "figure is a single colour"
+    return pixels
+
+
+def _constant_tiles(values, shape=GRAY_28) -> np.ndarray:
+    """One constant-valued tile per value: (len(values), *shape)."""
+    return np.asarray(values, dtype=np.float32)[:, None, None, None] * np.ones(shape, np.float32)
+
+
+def _gray_at(pixels: np.ndarray, y: int, x: int) -> int:
+    r, g, b = (int(c) for c in pixels[y, x])
+    assert r == g == b, (y, x, pixels[y, x])
+    return r
+
+
+def _sweep_rows() -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for latent_dim in [2, 5, 10, 20]:
+        for beta in [0.25, 1.0, 4.0]:
+            for seed in range(3):
+                rate = min(latent_dim, 10) * 3.0 / beta + rng.normal()
+                distortion = 60 + 80 / (1 + rate / 10) + rng.normal()
+                rows.append({"latent_dim": latent_dim, "beta": beta, "seed": seed, "test/rate": rate,
+                             "test/distortion": distortion, "test/nll": rate + distortion - 2.0,
+                             "active_units": min(latent_dim, 16 / beta) + seed % 2})
+    rows[0]["test/rate"] = None
+    rows[1]["test/nll"] = float("nan")
+    rows[2]["active_units"] = None
+    del rows[3]["test/distortion"]
+    rows.append({"latent_dim": 5, "beta": 0.0, "seed": 0, "test/rate": 1.0, "test/distortion": 2.0,
+                 "test/nll": 3.0, "active_units": 4})          # beta = 0 cannot go on a log axis
+    rows.append({"latent_dim": None, "beta": None, "seed": None, "test/rate": None, "test/distortion": None,
+                 "test/nll": None, "active_units": None})
+    return rows
+
+
+# ----------------------------------------------------------------------------- image mosaics
+
+
+def test_image_grid_size_and_tile_placement(tmp_path):
+    values = 0.1 + 0.8 * np.arange(23) / 22
+    path = plots.image_grid(_constant_tiles(values), tmp_path / "grid.png", ncols=10)
+    assert path == tmp_path / "grid.png"
+    pixels = _read_png(path)
+    # 3 rows x 10 columns of 28 px with 1 px separators, scale s = 64 // 28 = 2, 8 px padding.
+    assert pixels.shape[:2] == (2 * (3 * 28 + 2) + 16, 2 * (10 * 28 + 9) + 16) == (188, 594)
+    for i, value in enumerate(values):
+        r, c = divmod(i, 10)
+        y, x = 8 + 2 * 29 * r + 28, 8 + 2 * 29 * c + 28       # centre of tile (r, c)
+        assert abs(_gray_at(pixels, y, x) - round(255 * value)) <= 1, (i, value)
+    assert _gray_at(pixels, 8 + 28, 8 + 2 * 28) == 255        # separator after the first tile
+    assert _gray_at(pixels, 8 + 2 * 58 + 28, 8 + 2 * 29 * 5 + 28) == 255  # blank tile (2, 5)
+
+
+def test_image_grid_rgb_with_title(tmp_path):
+    rgb = np.zeros((3, 16, 16, 3), np.float32)
+    rgb[0, ..., 0] = rgb[1, ..., 1] = rgb[2, ..., 2] = 1.0
+    rgb[2] = 5.0 * rgb[2] - 2.0                                # out of range: clipped to [0, 1]
+    pixels = _read_png(plots.image_grid(rgb, tmp_path / "rgb.png", ncols=3, title="RGB"))
+    # s = min(64 // 16, 2048 // 50) = 4; 32 px title band above the mosaic, 8 px elsewhere.
+    assert pixels.shape[:2] == (4 * 16 + 40, 4 * (3 * 16 + 2) + 16) == (104, 216)
+    centres = [pixels[32 + 32, 8 + 4 * 17 * c + 32] for c in range(3)]
+    np.testing.assert_array_equal(centres, [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+
+
+def test_image_grid_size_is_exact_where_inches_times_dpi_rounds_down(tmp_path):
+    # 2.55 * 100 and 0.29 * 100 are just below 255 and 29 in floating point (older matplotlib truncates).
+    image = np.random.default_rng(0).uniform(size=(1, 13, 239, 1))      # s = 1
+    pixels = _read_png(plots.image_grid(image, tmp_path / "odd.png"))
+    assert pixels.shape[:2] == (13 + 16, 239 + 16) == (29, 255)
+
+
+def test_prior_samples(tmp_path):
+    images = np.random.default_rng(0).uniform(size=(10,) + GRAY_28)
+    pixels = _read_png(plots.prior_samples(images, tmp_path / "prior.png"))
+    assert pixels.shape[:2] == (2 * 28 + 40, 2 * 289 + 16) == (96, 594)
+
+
+def test_reconstructions_pairs_rows(tmp_path):
+    inputs, outputs = _constant_tiles([0.2] * 13), _constant_tiles([0.8] * 13)
+    pixels = _read_png(plots.reconstructions(inputs, outputs, tmp_path / "recon.png", ncols=5))
+    # 3 row pairs of 5: mosaic 144 x (6*28 + 3*1 + 2*4 = 179); widened to the 52-character title.
+    assert pixels.shape[:2] == (2 * 179 + 40, 10 * 52 + 16) == (398, 536)
+    left = 8 + (536 - (2 * 144 + 16)) // 2                   # the mosaic is centred
+    tile_x = left + 28
+    row_tops = [0, 29, 61, 90, 122, 151]                       # 1 px within a pair, 4 px between pairs
+    for row, top in enumerate(row_tops):
+        expected = 51 if row % 2 == 0 else 204                 # input rows 0.2, reconstructions 0.8
+        assert abs(_gray_at(pixels, 32 + 2 * top + 28, tile_x) - expected) <= 1, row
+    # Tiles 13 and 14 do not exist: the last pair is padded with white.
+    assert _gray_at(pixels, 32 + 2 * 122 + 28, left + 2 * 29 * 4 + 28) == 255
+
+
+def test_reconstructions_rejects_mismatched_shapes(tmp_path):
+    with pytest.raises(ValueError, match="same shape"):
+        plots.reconstructions(np.zeros((4,) + GRAY_28), np.zeros((5,) + GRAY_28), tmp_path / "r.png")
+
+
+def test_latent_manifold(tmp_path):
+    g = 4
+    images = _constant_tiles(np.linspace(0, 1, g * g))
+    pixels = _read_png(plots.latent_manifold(images, tmp_path / "manifold.png", grid_size=g, extent=3.0))
+    side = 2 * (4 * 28 + 3) + 88                               # s = 2; 72 + 16 and 32 + 56 px margins
+    assert pixels.shape[:2] == (side, side) == (318, 318)
+    # Row-major: the first image (value 0) is top left, the last (value 1) bottom right.
+    assert _gray_at(pixels, 32 + 28, 72 + 28) == 0
+    assert _gray_at(pixels, 32 + 2 * 29 * 3 + 28, 72 + 2 * 29 * 3 + 28) == 255
+
+
+def test_latent_manifold_rejects_wrong_count(tmp_path):
+    with pytest.raises(ValueError, match=r"grid_size\*\*2 = 16 images for grid_size=4, got 15"):
+        plots.latent_manifold(np.zeros((15,) + GRAY_28), tmp_path / "m.png", grid_size=4, extent=2.0)
+    with pytest.raises(ValueError, match="extent"):
+        plots.latent_manifold(np.zeros((16,) + GRAY_28), tmp_path / "m.png", grid_size=4, extent=0.0)
+
+
+def test_latent_traversals(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(3 * 7, 16, 16, 1))
+    path = plots.latent_traversals(images, tmp_path / "trav.png", num_dims=3, num_steps=7,
+                                   values=np.linspace(-3, 3, 7), dims=[0, 4, 9])
+    pixels = _read_png(path)
+    # s = min(64 // 16, 2048 // 118) = 4; margins 88 px wide and high.
+    assert pixels.shape[:2] == (4 * (3 * 16 + 2) + 88, 4 * (7 * 16 + 6) + 88) == (288, 560)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+        (dict(num_dims=3, num_steps=6, values=np.zeros(6)), "num_dims \\* num_steps = 3 \\* 6 = 18 images, got 21"),
+        (dict(num_dims=3, num_steps=7, values=np.zeros(6)), "values must have num_steps = 7 entries, got 6"),
+        (dict(num_dims=3, num_steps=7, values=np.zeros(7), dims=[0, 1]), "dims must have num_dims = 3"),
+        (dict(num_dims=0, num_steps=7, values=np.zeros(7)), "num_dims must be a positive integer"),
+])
+def test_latent_traversals_rejects_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plots.latent_traversals(np.zeros((21,) + GRAY_28), tmp_path / "t.png", **kwargs)
+
+
+@pytest.mark.parametrize("images, message", [
+        (np.zeros((4, 28, 28)), "rank 4"),
+        (np.zeros((28, 28)), "rank 4"),
+        (np.zeros((4, 28, 28, 2)), "C = 1 \\(gray\\) or 3 \\(RGB\\)"),
+        (np.zeros((0, 28, 28, 1)), "at least one"),
+        (np.zeros((4, 28, 28, 1), np.uint8), "floats in \\[0, 1\\], got dtype uint8"),
+])
+def test_image_functions_reject_bad_images(tmp_path, images, message):
+    with pytest.raises(ValueError, match=message):
+        plots.image_grid(images, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=message):
+        plots.prior_samples(images, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_boolean_images_are_accepted(tmp_path):
+    images = np.random.default_rng(0).uniform(size=(4,) + GRAY_28) > 0.5     # binarized samples
+    _read_png(plots.image_grid(images, tmp_path / "binary.png"))
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def test_training_curves_skip_missing_values(tmp_path):
+    records = []
+    for epoch in range(1, 21):
+        record = {"epoch": epoch, "train/neg_elbo": 100 + 200 / epoch, "train/rate": 20 - 5 / epoch,
+                  "train/distortion": 80 + 200 / epoch}
+        if epoch % 5 == 0:
+            record.update({"val/neg_elbo": 105 + 200 / epoch, "val/rate": None, "val/distortion": float("nan")})
+        records.append(record)
+    records.append({"train/neg_elbo": 1e6})                   # no epoch: skipped
+    records.append({"epoch": 20, "train/rate": 19.5})         # a resumed run repeats epoch 20
+    pixels = _read_png(plots.training_curves(records, tmp_path / "curves.png"))
+    assert pixels.shape[:2] == tuple(reversed(plots.TRAINING_CURVES_PX)) == (450, 1500)
+
+    epochs, values = plots._series(records, "val/neg_elbo")
+    np.testing.assert_array_equal(epochs, [5, 10, 15, 20])
+    np.testing.assert_allclose(values, [145, 125, 105 + 200 / 15, 115])
+    epochs, values = plots._series(records, "train/rate")
+    assert epochs.size == 20 and values[-1] == 19.5          # the last record of an epoch wins
+    assert plots._series(records, "val/distortion")[0].size == 0
+
+
+def test_training_curves_without_records(tmp_path):
+    pixels = _read_png(plots.training_curves([], tmp_path / "empty.png"))
+    assert pixels.shape[:2] == (450, 1500)
+
+
+# ----------------------------------------------------------------------------- sweep figures
+
+
+@pytest.mark.parametrize("plot", [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_units_vs_beta])
+def test_sweep_figures_skip_incomplete_rows(tmp_path, plot):
+    pixels = _read_png(plot(_sweep_rows(), tmp_path / f"{plot.__name__}.png"))
+    assert pixels.shape[:2] == tuple(reversed(plots.SWEEP_FIGURE_PX)) == (560, 800)
+
+
+@pytest.mark.parametrize("plot", [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_units_vs_beta])
+def test_sweep_figures_without_complete_rows(tmp_path, plot):
+    rows = [{"latent_dim": 2, "beta": 1.0, "seed": 0, "test/rate": None, "test/distortion": float("nan"),
+             "test/nll": None, "active_units": float("nan")}]
+    pixels = _read_png(plot(rows, tmp_path / "empty.png"))
+    assert pixels.shape[:2] == (560, 800)
+
+
+def test_sweep_rows_are_filtered_and_grouped():
+    rows = _sweep_rows()
+    valid = plots._valid_rows(rows, ("latent_dim", "beta", "test/rate", "test/distortion"))
+    assert len(rows) == 38 and len(valid) == 36 - 2           # rows 0 and 3, beta = 0 and all-None dropped
+    valid = plots._valid_rows(rows, ("latent_dim", "beta", "active_units"))
+    x, mean, lo, hi = plots._group_stats([r for r in valid if r["latent_dim"] == 20], "beta", "active_units")
+    np.testing.assert_array_equal(x, [0.25, 1.0, 4.0])
+    # seeds 0, 1, 2 add 0, 1, 0 active units to min(20, 16 / beta) = 20, 16, 4.
+    np.testing.assert_allclose(mean, [20 + 1 / 3, 16 + 1 / 3, 4 + 1 / 3])
+    np.testing.assert_array_equal(lo, [20, 16, 4])
+    np.testing.assert_array_equal(hi, [21, 17, 5])
+
+
+# ----------------------------------------------------------------------------- files and imports
+
+
+def test_creates_parent_folders_and_overwrites_identically(tmp_path):
+    path = tmp_path / "a" / "b" / "grid.png"
+    images = np.random.default_rng(0).uniform(size=(6,) + GRAY_28)
+    first = _read_png(plots.image_grid(images, str(path), ncols=3))
+    second = _read_png(plots.image_grid(images, path, ncols=3))
+    np.testing.assert_array_equal(first, second)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["grid.png"]   # no temporary files left
+
+
+def test_thinned_ticks_are_evenly_spaced():
+    assert plots._thinned(5) == [0, 1, 2, 3, 4]
+    assert plots._thinned(15) == list(range(0, 15, 2))
+    assert plots._thinned(21) == list(range(0, 21, 2))
+    assert all(len(plots._thinned(n)) <= 11 for n in range(1, 200))
+
+
+def test_module_imports_neither_jax_nor_pyplot():
+    # Loaded from its file, so that whatever vaejax/__init__.py imports does not count.
+    source = pathlib.Path(plots.__file__)
+    code = (
+            "import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('plots_alone', {str(source)!r})\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'matplotlib.pyplot')))\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_scale_formula():
+    assert plots._scale(28, 28, 289, 289) == 2                 # MNIST tiles at 2x
+    assert plots._scale(64, 64, 649, 649) == 1
+    assert plots._scale(8, 8, 1000, 1000) == 2                 # capped by MAX_MOSAIC_PX // 1000
+    assert plots._scale(100, 100, 5000, 5000) == 1             # never below 1
+    assert math.isclose(plots._scale(16, 16, 50, 50), 4)

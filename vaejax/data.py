@@ -1,0 +1,808 @@
+"""Dataset names -> uint8 arrays (IDX, .amat, system folders, TFDS), an .npz cache, and
+pure, jittable preprocessing and batching for data that lives on the device.
+
+    ds = load("fashion_mnist")            # logs "data: fashion_mnist from system:/usr/share/..."
+    (train_x, _), (val_x, _) = split_validation(ds.train_images, ds.train_labels)
+    images = to_device(train_x)           # (N, 28, 28, 1) uint8 on the device
+    order = epoch_indices(key, images.shape[0], 128)      # (num_batches, 128) int32
+    x = preprocess(key, images[order[0]], kind="dynamic_binarize")  # float32 in {0, 1}
+
+Where a name comes from, in order (the first that has the files wins, and is logged):
+  1. the `data_dir` argument (the folder itself, or its subfolder named after the dataset);
+  2. the dataset's own environment variable (`DATASET_ENV_VARS`, e.g. VAEJAX_MNIST_DIR);
+  3. $VAEJAX_DATA_DIR (its subfolder named after the dataset, then the folder itself);
+  4. known system folders (`SYSTEM_DIRS`; Debian's `dataset-fashion-mnist` package);
+  5. TensorFlow Datasets (imported only here), honouring $TFDS_DATA_DIR; it downloads
+     only when the dataset is not prepared there and the download host answers.
+Arrays are then kept as .npz under $VAEJAX_CACHE (default ~/.cache/vaejax), keyed by the
+source that would be used, so a second load reads the cache (well under a second).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import pathlib
+import socket
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "CorruptDataError",
+    "Dataset",
+    "DatasetNotFoundError",
+    "DATASET_ENV_VARS",
+    "NAMES",
+    "PREPROCESSING",
+    "SYSTEM_DIRS",
+    "cache_dir",
+    "dequantize",
+    "describe",
+    "dynamic_binarize",
+    "epoch_indices",
+    "fetch",
+    "load",
+    "padded_batch_indices",
+    "preprocess",
+    "read_amat",
+    "read_idx",
+    "split_validation",
+    "threshold",
+    "to_device",
+    "to_unit_interval",
+]
+
+
+class DatasetNotFoundError(RuntimeError):
+    """No source holds the dataset (no local copy, and TFDS cannot provide it)."""
+
+
+class CorruptDataError(ValueError):
+    """A data file is malformed, truncated or inconsistent; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset as read-only host arrays. Images are (N, H, W, C) uint8; labels (N,) int32."""
+    name: str
+    source: str                      # "idx:/p", "system:/p", "amat:/p", "tfds:mnist", "cache:..."
+    train_images: np.ndarray
+    train_labels: np.ndarray | None  # None for binarized_mnist
+    test_images: np.ndarray
+    test_labels: np.ndarray | None
+    cache_path: str | None           # the .npz this was read from or written to; None if not cached
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_images.shape[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# The named datasets.
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    file_format: str | None          # "idx", "amat", or None (TFDS only)
+    tfds_name: str
+    tfds_train_splits: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    num_classes: int | None
+    num_train: int                   # enforced for local files (TFDS sizes are TFDS's business)
+    num_test: int
+    download_host: str               # probed before letting TFDS download
+    folder_names: tuple[str, ...]    # subfolders of data_dir / VAEJAX_DATA_DIR that hold it
+
+
+_SPECS = {
+    "mnist": _Spec("idx", "mnist", ("train",), (28, 28, 1), 10, 60_000, 10_000,
+                   "storage.googleapis.com", ("mnist",)),
+    "fashion_mnist": _Spec("idx", "fashion_mnist", ("train",), (28, 28, 1), 10, 60_000, 10_000,
+                           "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                           ("fashion_mnist", "fashion-mnist")),
+    # Train is Larochelle's train (50000) then valid (10000): the last 10000 are his valid set.
+    "binarized_mnist": _Spec("amat", "binarized_mnist", ("train", "validation"), (28, 28, 1), None,
+                             60_000, 10_000, "www.cs.toronto.edu",
+                             ("binarized_mnist", "binarized-mnist")),
+    "cifar10": _Spec(None, "cifar10", ("train",), (32, 32, 3), 10, 50_000, 10_000,
+                     "www.cs.toronto.edu", ("cifar10",)),
+}
+NAMES = tuple(_SPECS)
+
+# Per-dataset folder variables, checked after `data_dir` and before VAEJAX_DATA_DIR.
+DATASET_ENV_VARS = {
+    "mnist": "VAEJAX_MNIST_DIR",
+    "fashion_mnist": "VAEJAX_FASHION_MNIST_DIR",
+    "binarized_mnist": "VAEJAX_BINARIZED_MNIST_DIR",
+}
+DATA_DIR_ENV_VAR = "VAEJAX_DATA_DIR"
+CACHE_ENV_VAR = "VAEJAX_CACHE"
+
+# Folders that system packages install (Debian: `apt-get install dataset-fashion-mnist`).
+SYSTEM_DIRS = {
+    "mnist": ("/usr/share/datasets/mnist",),
+    "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
+}
+
+_CACHE_FORMAT = 1          # bump when the arrays a source yields change meaning
+_PROBE_TIMEOUT_S = 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# File readers.
+
+def _read_bytes(path: pathlib.Path) -> bytes:
+    """The file's bytes, gunzipped if it starts with the gzip magic (whatever its name)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise CorruptDataError(f"{path}: cannot read ({e})") from e
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:
+            raise CorruptDataError(f"{path}: truncated or corrupt gzip data ({e})") from e
+    return raw
+
+
+_IDX_MAGIC = {2051: 3, 2049: 1}    # unsigned-byte images (n, rows, cols) and labels (n,)
+
+
+def read_idx(path, *, expect: str | None = None) -> np.ndarray:
+    """Reads one IDX file (raw or gzip) into a read-only uint8 array with the header's shape.
+
+    Accepts unsigned-byte IDX files: magic 2051 (n x rows x cols images) and 2049 (n labels);
+    `expect` ("images" or "labels") also requires the matching magic. Raises CorruptDataError,
+    naming the file, on a bad magic number, a zero dimension, or a size that differs from the
+    header's (truncated file or trailing bytes).
+    """
+    path = pathlib.Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise CorruptDataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
+    magic = int.from_bytes(raw[:4], "big")
+    wanted = {"images": 2051, "labels": 2049}.get(expect)
+    if magic not in _IDX_MAGIC or (wanted is not None and magic != wanted):
+        hint = f"{wanted}" if wanted is not None else "2051 (images) or 2049 (labels)"
+        raise CorruptDataError(f"{path}: bad IDX magic number {magic} (expected {hint})")
+    ndim = _IDX_MAGIC[magic]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise CorruptDataError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if 0 in shape:
+        raise CorruptDataError(f"{path}: IDX header has a zero dimension {shape}")
+    expected = header + int(np.prod(shape))
+    if len(raw) < expected:
+        raise CorruptDataError(
+            f"{path}: truncated: header {shape} needs {expected} bytes, file has {len(raw)}")
+    if len(raw) > expected:
+        raise CorruptDataError(
+            f"{path}: {len(raw) - expected} bytes after the data that header {shape} describes")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+_AMAT_ROW_BYTES = 784 * 2          # 784 digits, each followed by a space or, last, a newline
+
+
+def read_amat(path, *, num_rows: int | None = None) -> np.ndarray:
+    """Reads a binarized-MNIST .amat file (raw or gzip): (rows, 28, 28, 1) uint8 in {0, 255}.
+
+    Each row holds 784 values 0 or 1 separated by whitespace. The common layout (single spaces,
+    one newline per row) is parsed at numpy speed; any other whitespace takes a slower path.
+    Raises CorruptDataError naming the file on a value other than 0/1, a row without 784 values,
+    or a row count other than `num_rows`.
+    """
+    path = pathlib.Path(path)
+    raw = _read_bytes(path)
+    bits = None
+    if raw and len(raw) % _AMAT_ROW_BYTES == 0:
+        rows = np.frombuffer(raw, np.uint8).reshape(-1, _AMAT_ROW_BYTES)
+        digits, separators = rows[:, 0::2], rows[:, 1::2]
+        if (np.all(separators[:, :-1] == ord(" ")) and np.all(separators[:, -1] == ord("\n"))
+                and np.all((digits == ord("0")) | (digits == ord("1")))):
+            bits = digits - np.uint8(ord("0"))
+    if bits is None:
+        bits = _read_amat_slow(path, raw)
+    if num_rows is not None and bits.shape[0] != num_rows:
+        raise CorruptDataError(f"{path}: {bits.shape[0]} rows, expected {num_rows}")
+    images = (bits * np.uint8(255)).reshape(-1, 28, 28, 1)
+    images.flags.writeable = False
+    return images
+
+
+def _read_amat_slow(path: pathlib.Path, raw: bytes) -> np.ndarray:
+    rows = []
+    for i, line in enumerate(raw.splitlines()):
+        row = b"".join(line.split())
+        if not row:
+            continue
+        if len(row) != 784 or row.strip(b"01"):
+            raise CorruptDataError(
+                f"{path}: line {i + 1} is not 784 whitespace-separated 0/1 values")
+        rows.append(row)
+    if not rows:
+        raise CorruptDataError(f"{path}: no rows")
+    return np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 784) - np.uint8(ord("0"))
+
+
+# --------------------------------------------------------------------------------------------
+# Sources: resolve (cheap: checks files exist), then read.
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    kind: str                        # "idx" | "system" | "amat" | "tfds"
+    location: str                    # a folder, or the TFDS data dir
+    files: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+    tfds_name: str = ""
+
+    def __str__(self) -> str:
+        return f"tfds:{self.tfds_name}" if self.kind == "tfds" else f"{self.kind}:{self.location}"
+
+
+_IDX_ROLES = {  # role -> (split names, file kind, idx rank)
+    "train_images": (("train",), "images", 3),
+    "train_labels": (("train",), "labels", 1),
+    "test_images": (("t10k", "test"), "images", 3),
+    "test_labels": (("t10k", "test"), "labels", 1),
+}
+
+
+def _find_idx_files(folder: pathlib.Path, prefix: str = "") -> dict[str, pathlib.Path]:
+    """The IDX files in `folder` by role, e.g. {"train_images": .../train-images-idx3-ubyte.gz}.
+
+    Both name styles (`train-images-idx3-ubyte`, `train-images.idx3-ubyte`), raw or `.gz`, with
+    `t10k-` or `test-` for the test split. The raw file wins over `.gz` when both exist.
+    """
+    found = {}
+    for role, (splits, kind, rank) in _IDX_ROLES.items():
+        for split in splits:
+            for sep in ("-", "."):
+                for ext in ("", ".gz"):
+                    path = folder / f"{prefix}{split}-{kind}{sep}idx{rank}-ubyte{ext}"
+                    if role not in found and path.is_file():
+                        found[role] = path
+    return found
+
+
+def _find_amat_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    found = {}
+    for split in ("train", "valid", "test"):
+        for ext in ("", ".gz"):
+            path = folder / f"binarized_mnist_{split}.amat{ext}"
+            if split not in found and path.is_file():
+                found[split] = path
+    return found
+
+
+def _local_source(spec: _Spec, folder: pathlib.Path, kind: str, tried: list[str], label: str):
+    """The source in `folder` if it holds the dataset's files; otherwise notes why in `tried`."""
+    if not folder.is_dir():
+        tried.append(f"{label} {folder}: no such folder")
+        return None
+    if spec.file_format == "idx":
+        files, needed = _find_idx_files(folder), tuple(_IDX_ROLES)
+    else:
+        files, needed = _find_amat_files(folder), ("train", "valid", "test")
+    if len(files) == len(needed):
+        return _Source(kind, str(folder.resolve()), files)
+    if files:  # a partial copy is a mistake to report, not a reason to read something else
+        missing = ", ".join(sorted(set(needed) - set(files)))
+        raise DatasetNotFoundError(
+            f"{folder} holds only part of the dataset (missing: {missing}); "
+            f"expected files: {_expected_files(spec)}")
+    tried.append(f"{label} {folder}: no {_expected_files(spec)}")
+    return None
+
+
+def _expected_files(spec: _Spec) -> str:
+    if spec.file_format == "amat":
+        return "binarized_mnist_{train,valid,test}.amat[.gz]"
+    return "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+
+
+def _resolve(name: str, spec: _Spec, data_dir, tried: list[str]) -> _Source:
+    """The first local source that holds `name` (see the module docstring), else TFDS.
+
+    Cheap: only checks which files exist. Each folder that was looked at is noted in `tried`.
+    """
+    candidates = []                  # (label, folder or None when not configured), in order
+    if spec.file_format is not None:
+        env_var = DATASET_ENV_VARS.get(name)
+        configured = [("data_dir argument", data_dir)]
+        configured += [(f"${env_var}", os.environ.get(env_var))] if env_var else []
+        configured += [(f"${DATA_DIR_ENV_VAR}", os.environ.get(DATA_DIR_ENV_VAR))]
+        for label, value in configured:
+            if not value:
+                candidates.append((label, None))
+                continue
+            base = pathlib.Path(value).expanduser()
+            if label != f"${env_var}":   # shared folders may hold one subfolder per dataset
+                candidates += [(label, base / sub) for sub in spec.folder_names
+                               if (base / sub).is_dir()]
+            candidates.append((label, base))
+        candidates += [("system folder", pathlib.Path(d)) for d in SYSTEM_DIRS.get(name, ())]
+    for label, folder in candidates:
+        if folder is None:
+            tried.append(f"{label}: not set")
+            continue
+        kind = "system" if label == "system folder" else spec.file_format
+        source = _local_source(spec, folder, kind, tried, label)
+        if source is not None:
+            return source
+    tfds_dir = os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+    tfds_dir = str(pathlib.Path(tfds_dir).expanduser().resolve())
+    return _Source("tfds", tfds_dir, tfds_name=spec.tfds_name)
+
+
+def _resolve_idx_name(name: str) -> _Source:
+    """`idx:<folder>` or `idx:<folder>/<prefix>` (e.g. idx:~/emnist/emnist-digits)."""
+    target = pathlib.Path(name[len("idx:"):]).expanduser()
+    if target.is_dir():
+        folder, prefixes = target, ("",)
+    elif target.parent.is_dir() and target.name:
+        folder = target.parent
+        prefixes = (target.name,) if target.name.endswith("-") else (target.name + "-", target.name)
+    else:
+        raise DatasetNotFoundError(f"{name}: {target} is not a folder")
+    for prefix in prefixes:
+        files = _find_idx_files(folder, prefix)
+        if len(files) == len(_IDX_ROLES):
+            location = (folder / prefix) if prefix else folder
+            return _Source("idx", str(location.resolve()), files)
+        if files:
+            missing = ", ".join(sorted(set(_IDX_ROLES) - set(files)))
+            raise DatasetNotFoundError(f"{name}: {folder} holds only part of an IDX dataset "
+                                       f"(missing: {missing})")
+    others = sorted(p.name for p in folder.glob("*train-images[-.]idx3-ubyte*"))
+    hint = f"; prefixed sets here: {others} (use idx:{folder}/<prefix>)" if others else ""
+    raise DatasetNotFoundError(
+        f"{name}: no {_expected_files(_SPECS['mnist'])} in {folder}{hint}")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and checking a resolved source.
+
+def _check(name: str, arrays: dict, *, image_shape=None, num_classes=None, sizes=None,
+           files: dict | None = None) -> dict:
+    """Validates images/labels; `files` names the culprit in the message."""
+    files = files or {}
+
+    def where(*roles):
+        named = [str(files[r]) for r in roles if r in files]
+        return " and ".join(named) if named else name
+
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays.get(f"{split}_labels")
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise CorruptDataError(f"{where(split + '_images')}: images of dtype {images.dtype} "
+                                   f"and shape {images.shape}, expected (N, H, W, C) uint8")
+        if image_shape is not None and images.shape[1:] != tuple(image_shape):
+            raise CorruptDataError(f"{where(split + '_images')}: images are {images.shape[1:]}, "
+                                   f"expected {tuple(image_shape)}")
+        if sizes is not None and images.shape[0] != sizes[split]:
+            raise CorruptDataError(f"{where(split + '_images')}: {images.shape[0]} {split} images, "
+                                   f"expected {sizes[split]}")
+        if labels is not None:
+            if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+                raise CorruptDataError(
+                    f"{where(split + '_images', split + '_labels')}: {labels.shape[0]} labels "
+                    f"for {images.shape[0]} images")
+            labels = labels.astype(np.int32)
+            low, high = (labels.min(), labels.max()) if labels.size else (0, 0)
+            if num_classes is not None and (low < 0 or high >= num_classes):
+                raise CorruptDataError(f"{where(split + '_labels')}: label values {low}..{high}, "
+                                       f"expected 0..{num_classes - 1}")
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise CorruptDataError(f"{where('train_images', 'test_images')}: train images are "
+                               f"{arrays['train_images'].shape[1:]} but test images are "
+                               f"{arrays['test_images'].shape[1:]}")
+    return arrays
+
+
+def _read_local(name: str, spec: _Spec | None, source: _Source) -> dict:
+    files = source.files
+    if spec is not None and spec.file_format == "amat":
+        train = np.concatenate([read_amat(files["train"], num_rows=50_000),
+                                read_amat(files["valid"], num_rows=10_000)])
+        arrays = {"train_images": train, "train_labels": None,
+                  "test_images": read_amat(files["test"], num_rows=10_000), "test_labels": None}
+        return _check(name, arrays, image_shape=spec.image_shape, files=files)
+    arrays = {role: read_idx(path, expect=_IDX_ROLES[role][1]) for role, path in files.items()}
+    if spec is None:
+        return _check(name, arrays, files=files)
+    return _check(name, arrays, image_shape=spec.image_shape, num_classes=spec.num_classes,
+                  sizes={"train": spec.num_train, "test": spec.num_test}, files=files)
+
+
+def _host_reachable(host: str, port: int = 443, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` seconds (DNS included)."""
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+class _TfdsUnavailable(Exception):
+    pass
+
+
+def _read_tfds(name: str, spec: _Spec, source: _Source, log: Callable) -> dict:
+    """Arrays from TFDS: the copy prepared in source.location, else a download if online.
+
+    Whether the copy is prepared is checked without TensorFlow, and the download host is probed
+    for at most _PROBE_TIMEOUT_S seconds, so an offline machine fails fast instead of letting
+    TFDS retry for minutes.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise _TfdsUnavailable(
+            f"tensorflow_datasets is not installed ({e}); pip install 'vaejax[tfds]'") from e
+    builder = tfds.builder(spec.tfds_name, data_dir=source.location)
+    prepared = builder.is_prepared()
+    if not prepared and not _host_reachable(spec.download_host):
+        raise _TfdsUnavailable(
+            f"not prepared in the TFDS data dir {source.location} ($TFDS_DATA_DIR), and the "
+            f"download host {spec.download_host} did not answer within {_PROBE_TIMEOUT_S:g} s "
+            "(offline?)")
+    _hide_accelerators_from_tensorflow()     # before anything starts TensorFlow's runtime
+    if not prepared:
+        log(f"data: downloading {name} with TFDS into {source.location}")
+        builder.download_and_prepare()
+
+    def split_arrays(split):
+        ds = builder.as_dataset(split=split, batch_size=10_000, shuffle_files=False)
+        batches = list(tfds.as_numpy(ds))
+        images = np.concatenate([b["image"] for b in batches])
+        labels = np.concatenate([b["label"] for b in batches]) if "label" in batches[0] else None
+        return images, labels
+
+    parts = [split_arrays(split) for split in spec.tfds_train_splits]
+    test_images, test_labels = split_arrays("test")
+    train_labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+    arrays = {"train_images": np.concatenate([p[0] for p in parts]), "train_labels": train_labels,
+              "test_images": test_images, "test_labels": test_labels}
+    if spec.file_format == "amat":  # TFDS stores binarized_mnist as 0/1; we store 0/255
+        for split in ("train", "test"):
+            images = arrays[f"{split}_images"]
+            if images.max(initial=0) > 1:
+                raise CorruptDataError(f"tfds:{spec.tfds_name}: {split} pixels above 1 in a "
+                                       "binarized dataset")
+            arrays[f"{split}_images"] = images * np.uint8(255)
+    return _check(name, arrays, image_shape=spec.image_shape, num_classes=spec.num_classes)
+
+
+def _hide_accelerators_from_tensorflow():
+    """TensorFlow only reads files here; leave the GPUs and TPUs to JAX."""
+    try:
+        import tensorflow as tf
+        tf.config.set_visible_devices([], "GPU")
+        tf.config.set_visible_devices([], "TPU")
+    except Exception:  # noqa: BLE001  (already initialized, or no such device type)
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Cache.
+
+def cache_dir() -> pathlib.Path:
+    """$VAEJAX_CACHE, else ~/.cache/vaejax."""
+    return pathlib.Path(os.environ.get(CACHE_ENV_VAR) or "~/.cache/vaejax").expanduser()
+
+
+def _cache_file(name: str, source: _Source) -> pathlib.Path:
+    """`<name>-<source kind>-<hash>.npz`; the hash covers the resolved files and their stats.
+
+    A TFDS entry is keyed by the TFDS name alone (not its data dir), so an .npz made by
+    `vaejax data fetch` on a machine with internet serves an offline one once copied over.
+    """
+    if source.kind == "tfds":
+        key = [_CACHE_FORMAT, source.tfds_name]
+    else:
+        key = [_CACHE_FORMAT, source.location]
+        for role, path in sorted(source.files.items()):
+            stat = path.stat()
+            key.append([role, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    stem = name if not name.startswith("idx:") else "idx-" + pathlib.Path(source.location).name
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    return cache_dir() / f"{stem}-{source.kind}-{digest}.npz"
+
+
+def _read_cache(path: pathlib.Path, log: Callable) -> tuple[dict, str] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        origin = str(arrays.pop("source"))
+        arrays.setdefault("train_labels", None)
+        arrays.setdefault("test_labels", None)
+        return arrays, origin
+    except Exception as e:  # noqa: BLE001  a bad cache is rebuilt from the source, never trusted
+        log(f"data: ignoring unreadable cache {path} ({e})")
+        return None
+
+
+_STALE_TEMP_S = 600.0       # a temp file this old was left by a killed writer
+
+
+def _write_cache(path: pathlib.Path, arrays: dict, origin: str) -> None:
+    """Writes atomically: a temp file in the same folder, fsynced, then os.replace.
+
+    A kill mid-write leaves at most a `.<stem>.*.tmp` file, never a partial .npz; such leftovers
+    are removed by the next write of the same entry once they are _STALE_TEMP_S old.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.stem}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > _STALE_TEMP_S:
+                stale.unlink()
+    payload = {k: v for k, v in arrays.items() if v is not None}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, source=np.array(origin), **payload)  # uncompressed: np.load is fast
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                  # mkstemp makes 0600; a cache is not a secret
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Public loading API.
+
+def _spec_for(name: str) -> _Spec | None:
+    if name.startswith("idx:"):
+        return None
+    key = name.lower().replace("-", "_")
+    if key not in _SPECS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {NAMES} or 'idx:<folder>'.")
+    return _SPECS[key]
+
+
+def _not_found_message(name: str, spec: _Spec, tried: list[str]) -> str:
+    lines = [f"dataset {name!r} not found. Sources tried, in order:"]
+    lines += [f"  - {t}" for t in tried]
+    lines.append("To provide it:")
+    if spec.file_format is not None:
+        env = DATASET_ENV_VARS.get(name)
+        env_text = f"${env} or ${DATA_DIR_ENV_VAR}" if env else f"${DATA_DIR_ENV_VAR}"
+        lines.append(f"  - put {_expected_files(spec)} in a folder and pass data_dir=<folder> "
+                     f"or set {env_text};")
+    if name == "fashion_mnist":
+        lines.append("  - or install the Debian package: apt-get install dataset-fashion-mnist;")
+    either = "or " if len(lines) > len(tried) + 2 else ""
+    lines.append(f"  - {either}pip install 'vaejax[tfds]' and run `vaejax data fetch {name}` on a "
+                 f"machine with internet (then copy its TFDS data dir, or the .npz from "
+                 f"{cache_dir()}).")
+    return "\n".join(lines)
+
+
+def load(name: str, *, data_dir: str | None = None, log: Callable = print) -> Dataset:
+    """The dataset `name` as read-only uint8 host arrays, from the first source that has it.
+
+    `name` is one of NAMES or `idx:<folder>` (also `idx:<folder>/<file prefix>`). The source is
+    resolved first (cheap), then its .npz cache is read if present; otherwise the source is read,
+    checked and cached. Logs `data: <name> from <source>`. Raises DatasetNotFoundError (naming the
+    sources tried and how to provide the data) within seconds when offline, and CorruptDataError
+    (naming the file) on a malformed file.
+    """
+    spec = _spec_for(name)
+    if spec is not None:
+        name = name.lower().replace("-", "_")
+    tried: list[str] = []
+    if spec is None:
+        source = _resolve_idx_name(name)
+    else:
+        source = _resolve(name, spec, os.fspath(data_dir) if data_dir else None, tried)
+
+    cache_path = _cache_file(name, source)
+    cached = _read_cache(cache_path, log)
+    if cached is not None:
+        arrays, origin = cached
+        arrays = _check(name, arrays, image_shape=spec.image_shape if spec else None,
+                        num_classes=spec.num_classes if spec else None)
+        return _dataset(name, f"cache:{cache_path} (from {origin})", arrays, str(cache_path), log)
+
+    if source.kind == "tfds":
+        try:
+            arrays = _read_tfds(name, spec, source, log)
+        except _TfdsUnavailable as e:
+            tried.append(f"TFDS {spec.tfds_name!r}: {e}")
+            raise DatasetNotFoundError(_not_found_message(name, spec, tried)) from None
+    else:
+        arrays = _read_local(name, spec, source)
+    dataset = _dataset(name, str(source), arrays, str(cache_path), log)
+    try:
+        _write_cache(cache_path, arrays, str(source))
+        log(f"data: cached {name} at {cache_path}")
+    except OSError as e:
+        log(f"data: could not write cache {cache_path} ({e}); continuing without it")
+        dataset = dataclasses.replace(dataset, cache_path=None)
+    return dataset
+
+
+def _dataset(name: str, source: str, arrays: dict, cache_path: str | None,
+             log: Callable) -> Dataset:
+    for value in arrays.values():
+        if value is not None:
+            value.flags.writeable = False
+    log(f"data: {name} from {source}")
+    return Dataset(name=name, source=source, cache_path=cache_path, **arrays)
+
+
+def fetch(name: str, *, data_dir: str | None = None, log: Callable = print) -> str:
+    """Materializes `name` into the cache (TFDS downloads if needed); returns the .npz path."""
+    ds = load(name, data_dir=data_dir, log=log)
+    if ds.cache_path is None:
+        raise RuntimeError(f"{name} loaded from {ds.source} but could not be cached in "
+                           f"{cache_dir()}")
+    return ds.cache_path
+
+
+def describe(name: str, *, data_dir: str | None = None, log: Callable = print) -> dict:
+    """A JSON-ready summary: source, cache path, shapes, dtype, class counts, mean pixel."""
+    started = time.perf_counter()
+    ds = load(name, data_dir=data_dir, log=log)
+    seconds = time.perf_counter() - started
+
+    def counts(labels):
+        return None if labels is None else np.bincount(labels).tolist()
+
+    return {
+        "name": ds.name,
+        "source": ds.source,
+        "cache_path": ds.cache_path,
+        "dtype": str(ds.train_images.dtype),
+        "image_shape": list(ds.image_shape),
+        "train_shape": list(ds.train_images.shape),
+        "test_shape": list(ds.test_images.shape),
+        "num_classes": None if ds.train_labels is None else int(ds.train_labels.max()) + 1,
+        "train_class_counts": counts(ds.train_labels),
+        "test_class_counts": counts(ds.test_labels),
+        "train_pixel_mean": float(ds.train_images.mean(dtype=np.float64) / 255.0),
+        "load_seconds": round(seconds, 3),
+    }
+
+
+def split_validation(images, labels=None, *, num_validation: int = 10_000):
+    """((train_x, train_y), (val_x, val_y)): the LAST `num_validation` examples are validation.
+
+    Labels may be None (then both label entries are None). For binarized_mnist the default
+    validation split is exactly Larochelle's valid set.
+    """
+    n = images.shape[0]
+    if not 0 <= num_validation < n:
+        raise ValueError(f"num_validation={num_validation} must be in [0, {n}) for {n} examples")
+    cut = n - num_validation
+    if labels is not None and labels.shape[0] != n:
+        raise ValueError(f"{labels.shape[0]} labels for {n} images")
+    if labels is None:
+        return (images[:cut], None), (images[cut:], None)
+    return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing: pure, jittable, uint8 in, float32 out, any shape.
+
+PREPROCESSING = ("dynamic_binarize", "threshold", "scale", "dequantize")
+
+
+def _require_uint8(x):
+    x = jnp.asarray(x)
+    if x.dtype != jnp.uint8:
+        raise TypeError(f"expected uint8 pixels, got {x.dtype}")
+    return x
+
+
+def to_unit_interval(x_uint8):
+    """x / 255 as float32 in [0, 1]."""
+    return _require_uint8(x_uint8).astype(jnp.float32) / 255.0
+
+
+def dynamic_binarize(key, x_uint8):
+    """A fresh Bernoulli(x / 255) draw per pixel, float32 in {0, 1}; 0 and 255 are deterministic."""
+    p = to_unit_interval(x_uint8)
+    return jax.random.bernoulli(key, p).astype(jnp.float32)
+
+
+def threshold(x_uint8, *, level=0.5):
+    """1.0 where x / 255 > level, else 0.0 (float32)."""
+    return (to_unit_interval(x_uint8) > level).astype(jnp.float32)
+
+
+_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))   # 1 - 2**-24
+_ABOVE_ZERO = 2.0 ** -32
+
+
+def dequantize(key, x_uint8):
+    """(x + u) / 256 with u ~ U[0, 1) per pixel: float32 in the open interval (0, 1).
+
+    Values float32 would round to exactly 0 or 1 (u == 0 at x = 0; u near 1 at x = 255) are
+    clipped to 2**-32 and 1 - 2**-24, so logit(x) and log(x) stay finite.
+    """
+    x = _require_uint8(x_uint8).astype(jnp.float32)
+    u = jax.random.uniform(key, x.shape, jnp.float32)
+    return jnp.clip((x + u) / 256.0, _ABOVE_ZERO, _BELOW_ONE)
+
+
+def preprocess(key, x_uint8, *, kind: str):
+    """Dispatches on `kind` (static; one of PREPROCESSING). "threshold" and "scale" ignore `key`."""
+    if kind == "dynamic_binarize":
+        return dynamic_binarize(key, x_uint8)
+    if kind == "threshold":
+        return threshold(x_uint8)
+    if kind == "scale":
+        return to_unit_interval(x_uint8)
+    if kind == "dequantize":
+        return dequantize(key, x_uint8)
+    raise ValueError(f"Unknown preprocessing kind {kind!r}; choose one of {PREPROCESSING}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Device-resident batching.
+
+def epoch_indices(key, num_examples: int, batch_size: int):
+    """(num_batches, batch_size) int32: a permutation of range(num_examples) from `key`.
+
+    num_batches = num_examples // batch_size; the ragged remainder (num_examples % batch_size
+    examples, different ones each epoch) is DROPPED so that every step has the same shape.
+    Use padded_batch_indices for evaluation, where every example must count exactly once.
+    """
+    if batch_size <= 0 or num_examples < batch_size:
+        raise ValueError(f"batch_size={batch_size} gives no full batch of {num_examples} examples")
+    num_batches = num_examples // batch_size
+    order = jax.random.permutation(key, num_examples)[:num_batches * batch_size]
+    return order.reshape(num_batches, batch_size).astype(jnp.int32)
+
+
+def padded_batch_indices(num_examples: int, batch_size: int):
+    """(indices, mask), both (num_batches, batch_size): every example exactly once, in order.
+
+    num_batches = ceil(num_examples / batch_size); the last batch is padded with index 0 and
+    mask False, so sums over `mask` count each example once. NumPy int32 and bool arrays.
+    """
+    if batch_size <= 0 or num_examples <= 0:
+        raise ValueError(
+            f"need positive num_examples and batch_size, got {num_examples}, {batch_size}")
+    num_batches = -(-num_examples // batch_size)
+    flat = np.arange(num_batches * batch_size, dtype=np.int32)
+    mask = flat < num_examples
+    indices = np.where(mask, flat, 0).astype(np.int32)
+    return indices.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
+
+
+def to_device(images_uint8, device=None) -> jax.Array:
+    """jax.device_put of uint8 images (they stay uint8: 4x less memory than float32)."""
+    images = np.asarray(images_uint8)
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    return jax.device_put(images, device)
