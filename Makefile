@@ -10,6 +10,15 @@ WORKDIR ?= runs/default
 CONFIG  ?= experiments/default.py
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
+# The project's offline copies of MNIST beside the checkout (../shared/data), when present.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/mnist),)
+export VAEJAX_MNIST_DIR ?= $(SHARED_DATA)/mnist
+endif
+ifneq ($(wildcard $(SHARED_DATA)/binarized_mnist),)
+export VAEJAX_BINARIZED_MNIST_DIR ?= $(SHARED_DATA)/binarized_mnist
+endif
+
 .PHONY: setup setup-dev data run test bench clean
 
 $(VENV)/.core: pyproject.toml

@@ -729,9 +729,18 @@ def to_unit_interval(x_uint8):
 
 
 def dynamic_binarize(key, x_uint8):
-    """A fresh Bernoulli(x / 255) draw per pixel, float32 in {0, 1}; 0 and 255 are deterministic."""
-    p = to_unit_interval(x_uint8)
-    return jax.random.bernoulli(key, p).astype(jnp.float32)
+    """A fresh Bernoulli(x / 255) draw per pixel, float32 in {0, 1}; 0 and 255 are deterministic.
+
+    Each 32-bit random word serves two pixels: pixel = [u16 < round(x * 65536 / 255)] with
+    u16 uniform on {0, ..., 65535}, so P(1) = x / 255 to within 2^-17 (exact at 0 and 255).
+    This halves the random-number work, which is a fifth of a CPU training epoch.
+    """
+    _require_uint8(x_uint8)
+    n = x_uint8.size
+    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+    u16 = jnp.concatenate([words & 0xFFFF, words >> 16])[:n].reshape(x_uint8.shape)
+    threshold_ = (x_uint8.astype(jnp.uint32) * 65536 + 127) // 255
+    return (u16 < threshold_).astype(jnp.float32)
 
 
 def threshold(x_uint8, *, level=0.5):
