@@ -552,3 +552,16 @@ def test_to_device_keeps_uint8():
     on_device = data.to_device(images)
     assert isinstance(on_device, jax.Array) and on_device.dtype == jnp.uint8
     np.testing.assert_array_equal(on_device, images)
+
+
+def test_cli_data_info_and_fetch(mnist_dir, monkeypatch, capsys):
+    from vaejax import cli
+
+    monkeypatch.setenv("VAEJAX_MNIST_DIR", str(mnist_dir))
+    assert cli.main(["data", "info", "mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "[5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]" in out
+    assert "[60000, 28, 28, 1]" in out and "cache_path" in out
+    assert cli.main(["data", "fetch", "mnist"]) == 0
+    path = capsys.readouterr().out.strip().splitlines()[-1]
+    assert path.endswith(".npz") and pathlib.Path(path).exists()

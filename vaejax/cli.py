@@ -156,8 +156,8 @@ def _run(args, overrides: list[str]) -> int:
         from vaejax import data  # noqa: PLC0415
 
         if args.action == "info":
-            print(json.dumps(data.describe(args.name, data_dir=args.data_dir), indent=2,
-                             default=str))
+            for key, value in data.describe(args.name, data_dir=args.data_dir).items():
+                print(f"{key:>20}: {json.dumps(value, default=str)}")
         else:
             print(data.fetch(args.name, data_dir=args.data_dir))
     return 0
