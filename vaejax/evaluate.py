@@ -81,88 +81,124 @@ def elbo_metrics(vae, params, images_uint8, key, *, likelihood, preprocessing, b
     }
 
 
+def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, preprocessing,
+                      num_samples, chunk_size):
+    """IWAE estimate of log p(x) for the examples `idx_B` (B,) of `images_uint8`: (B,), nats.
+
+    Pure: vmap it over (params, key) to evaluate many models at once. K = `num_samples`
+    draws per example in `num_samples // chunk_size` sequential chunks (memory ~ chunk x B
+    x D floats), combined with logsumexp. Example i's chunk c uses fold_in(fold_in(k, i), c).
+    """
+    num_chunks = num_samples // chunk_size
+    binarize_key, noise_key = _example_streams(key)
+    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing)
+    encode = functools.partial(vae.encode, params)
+    decode = functools.partial(vae.decode, params)
+
+    def chunk(c):
+        def one(i, x_i):
+            k = jax.random.fold_in(jax.random.fold_in(noise_key, i), c)
+            log_w = objectives.iwae_log_weights(k, x_i, encode, decode, likelihood=likelihood,
+                                                num_samples=chunk_size)
+            return jax.nn.logsumexp(log_w)
+        return jax.vmap(one)(idx_B, x)
+
+    per_chunk = jax.lax.map(chunk, jnp.arange(num_chunks))  # (C, B)
+    return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
+
+
 def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preprocessing,
-                        num_samples, chunk_size, batch_size, progress=None):
+                        num_samples, chunk_size, batch_size, progress=None, stacked=False):
     """IWAE estimate of log p(x) for every example of `images_uint8`: (N,) numpy, nats.
 
-    log p(x) ~ logsumexp_k log w_k - log K over K = `num_samples` draws from q(z|x), computed
-    `chunk_size` samples x `batch_size` examples at a time (memory ~ chunk x batch x D floats).
+    `batch_size` examples at a time (see `iwae_batch_log_px`); `chunk_size` is lowered to a
+    divisor of `num_samples` if needed. With `stacked=True`, `params` and `key` carry a
+    leading axis of M models (a sweep group) and the result is (M, N).
     `progress(n)` is called after each batch with the number of examples done.
     """
     if num_samples % chunk_size:
         chunk_size = math.gcd(num_samples, chunk_size)
-    num_chunks = num_samples // chunk_size
     n = images_uint8.shape[0]
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
-    binarize_key, noise_key = _example_streams(key)
-    encode = functools.partial(vae.encode, params)
-    decode = functools.partial(vae.decode, params)
-
-    @jax.jit
-    def batch_log_px(images_uint8, idx_B):
-        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing)
-
-        def chunk(c):
-            def one(i, x_i):
-                k = jax.random.fold_in(jax.random.fold_in(noise_key, i), c)
-                log_w = objectives.iwae_log_weights(k, x_i, encode, decode, likelihood=likelihood,
-                                                    num_samples=chunk_size)
-                return jax.nn.logsumexp(log_w)
-            return jax.vmap(one)(idx_B, x)
-
-        per_chunk = jax.lax.map(chunk, jnp.arange(num_chunks))  # (C, B)
-        return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
-
+    fn = functools.partial(iwae_batch_log_px, vae, likelihood=likelihood,
+                           preprocessing=preprocessing, num_samples=num_samples,
+                           chunk_size=chunk_size)
+    if stacked:
+        fn = jax.vmap(fn, in_axes=(0, 0, None, None))
+    fn = jax.jit(fn)
     out = []
     for b in range(idx.shape[0]):
-        log_px = np.asarray(batch_log_px(images_uint8, idx[b]))
-        out.append(log_px[np.asarray(mask[b])])
+        keep = np.asarray(mask[b])
+        out.append(np.asarray(fn(params, key, images_uint8, idx[b]))[..., keep])
         if progress is not None:
-            progress(int(np.asarray(mask[b]).sum()))
-    return np.concatenate(out)
+            progress(int(keep.sum()))
+    return np.concatenate(out, axis=-1)
 
 
-def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print) -> dict:
-    """The results.json numbers for `params` on `test_uint8`."""
+def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
+    """The results.json numbers for `params` on `test_uint8`: a dict.
+
+    With `params` and `hyper` stacked along a leading axis of M models (a sweep group), both
+    programs are vmapped over the models and a list of M dicts is returned; each equals the
+    model's own evaluation up to float rounding (the per-example keys are the same). The IWAE
+    batch is then `eval.iwae_batch_size // M` examples, so memory stays that of one model.
+    """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from vaejax.train import run_keys  # noqa: PLC0415
 
     if eval_config.num_test_examples > 0:
         test_uint8 = test_uint8[: eval_config.num_test_examples]
-    key = run_keys(hyper.seed).eval
+    stacked = jnp.ndim(hyper.seed) == 1
+    members = int(hyper.seed.shape[0]) if stacked else 1
+    eval_key = lambda seed: run_keys(seed).eval  # noqa: E731
+    keys = jax.vmap(eval_key)(hyper.seed) if stacked else eval_key(hyper.seed)
     start = time.perf_counter()
-    m = jax.device_get(jax.jit(functools.partial(
+    elbo_fn = functools.partial(
         elbo_metrics, program.vae, likelihood=program.likelihood,
         preprocessing=program.preprocessing, batch_size=eval_config.batch_size,
-        threshold=eval_config.active_unit_threshold))(params, test_uint8, key))
-    results = {
-        "test/neg_elbo": float(m["neg_elbo"]),
-        "test/rate": float(m["rate"]),
-        "test/distortion": float(m["distortion"]),
-        "kl_per_dim": [float(v) for v in m["kl_per_dim"]],
-        "posterior_mean_variance": [float(v) for v in m["posterior_mean_variance"]],
-        "active_units": int(m["active_units"]),
-        "latent_dim": program.vae.latent_dim,
-        "num_test_examples": int(test_uint8.shape[0]),
-    }
+        threshold=eval_config.active_unit_threshold)
+    if stacked:
+        elbo_fn = jax.vmap(elbo_fn, in_axes=(0, None, 0))
+    m = jax.device_get(jax.jit(elbo_fn)(params, test_uint8, keys))
     k = eval_config.iwae_samples
+    log_px, iwae_time = None, None
     if k > 0:
         bar = tqdm(total=int(test_uint8.shape[0]), desc=f"eval IWAE K={k}", unit="ex",
                    dynamic_ncols=True)
         iwae_start = time.perf_counter()
         log_px = iwae_log_likelihood(
-            program.vae, params, test_uint8, key, likelihood=program.likelihood,
+            program.vae, params, test_uint8, keys, likelihood=program.likelihood,
             preprocessing=program.preprocessing, num_samples=k,
-            chunk_size=min(eval_config.iwae_chunk, k), batch_size=eval_config.iwae_batch_size,
-            progress=bar.update)
+            chunk_size=min(eval_config.iwae_chunk, k),
+            batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
+            stacked=stacked)
         bar.close()
-        results["test/nll"] = float(-np.mean(log_px))
-        results["test/nll_stderr"] = float(np.std(log_px) / np.sqrt(log_px.size))
-        results["iwae_samples"] = k
-        results["iwae_time"] = time.perf_counter() - iwae_start
-    results["eval_time"] = time.perf_counter() - start
-    return results
+        iwae_time = time.perf_counter() - iwae_start
+    eval_time = time.perf_counter() - start
+
+    def member(i):
+        pick = (lambda v: v[i]) if stacked else (lambda v: v)
+        results = {
+            "test/neg_elbo": float(pick(m["neg_elbo"])),
+            "test/rate": float(pick(m["rate"])),
+            "test/distortion": float(pick(m["distortion"])),
+            "kl_per_dim": [float(v) for v in pick(m["kl_per_dim"])],
+            "posterior_mean_variance": [float(v) for v in pick(m["posterior_mean_variance"])],
+            "active_units": int(pick(m["active_units"])),
+            "latent_dim": program.vae.latent_dim,
+            "num_test_examples": int(test_uint8.shape[0]),
+        }
+        if log_px is not None:
+            lp = pick(log_px)
+            results["test/nll"] = float(-np.mean(lp))
+            results["test/nll_stderr"] = float(np.std(lp) / np.sqrt(lp.size))
+            results["iwae_samples"] = k
+            results["iwae_time"] = iwae_time
+        results["eval_time"] = eval_time
+        return results
+
+    return [member(i) for i in range(members)] if stacked else member(0)
 
 
 def evaluate_run(workdir, *, config=None, params=None, program=None, splits=None, log=print):

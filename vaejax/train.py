@@ -276,7 +276,7 @@ def prepare_workdir(workdir, *, resume: bool, overwrite: bool, log=print) -> pat
     return workdir
 
 
-def _epoch_record(epoch, step, train_metrics, val_metrics, epoch_time, num_examples):
+def epoch_record(epoch, step, train_metrics, val_metrics, epoch_time, num_examples):
     record = {"epoch": epoch, "step": step}
     for name in ("loss", "rate", "distortion"):
         record[f"train/{name}"] = float(np.mean(train_metrics[name]))
@@ -344,7 +344,7 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
         val = None
         if config.train.validate and splits.validation is not None:
             val = jax.device_get(validate_fn(state.params, hyper, splits.validation))
-        record = _epoch_record(epoch + 1, int(state.step), metrics, val, epoch_time, num_examples)
+        record = epoch_record(epoch + 1, int(state.step), metrics, val, epoch_time, num_examples)
         if epoch == start_epoch:
             record["compile_time"] = compile_time
         # Metrics first, then the checkpoint: a kill in between re-runs this epoch on resume
