@@ -175,7 +175,7 @@ def main():
     log(f"  test -ELBO: vaejax {vaejax_test:.2f}, plain {plain_test:.2f}")
 
     log("conv VAE (seed_cvae.py)")
-    conv_train = 6400 if args.quick else 12800
+    conv_train = 1600 if args.quick else 3200
     conv = bench_training("experiments/seed_cvae.py", [f"data.num_train={conv_train}"], 2, rate, log)
 
     log("IWAE evaluation")
