@@ -256,3 +256,13 @@ def test_cli_train_eval_sample_and_errors(tmp_path, mnist_dir, capsys):
     assert cli.main(args[:3] + ["--workdir", str(tmp_path / "x"), "--config.model.latent_dims=3"]) == 2
     err = capsys.readouterr().err
     assert "Unknown config key 'model.latent_dims'" in err and "model.latent_dim" in err
+
+
+def test_resuming_a_finished_run_changes_nothing(trained):
+    workdir, config, _ = trained
+    files = ["results.json", "metrics.jsonl"]
+    before = {f: ((workdir / f).read_bytes(), (workdir / f).stat().st_mtime_ns) for f in files}
+    result = train.train(config, workdir, resume=True, log=lambda *_: None)
+    after = {f: ((workdir / f).read_bytes(), (workdir / f).stat().st_mtime_ns) for f in files}
+    assert before == after
+    assert result["results"]["test/nll"] == json.loads(before["results.json"][0])["test/nll"]

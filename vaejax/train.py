@@ -359,7 +359,12 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     manager.close()
 
     result = dict(record or {})
-    if evaluate_at_end:
+    results_path = workdir / records.RESULTS
+    if evaluate_at_end and start_epoch >= epochs and results_path.exists():
+        log(f"train: {workdir} already finished {epochs} epochs and was evaluated; kept as is "
+            f"(vaejax eval --workdir {workdir} evaluates again)")
+        result["results"] = records.read_json(results_path)
+    elif evaluate_at_end:
         result["results"] = evaluate.evaluate_run(workdir, config=config, params=state.params,
                                                   program=program, splits=splits, log=log)
     return result
