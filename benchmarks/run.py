@@ -8,7 +8,9 @@ below a new dated section):
     and vs a plain hand-written jitted-scan JAX script (benchmarks/plain_jax_mlp.py), and the
     test negative ELBO of both after the same number of epochs;
   - the seed's conv VAE (experiments/seed_cvae.py) epoch time vs floor;
-  - compile times; IWAE K=5000 evaluation throughput vs floor; peak memory.
+  - compile times; IWAE K=5000 evaluation throughput vs floor; peak memory;
+  - a vmapped sweep group of 16 against the same 16 runs one after another, and the
+    --dry-run memory estimate against the measured peak (benchmarks/bench_sweep.py).
 
     python benchmarks/run.py [--out benchmarks/RESULTS.md] [--quick]
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from vaejax import config as config_lib  # noqa: E402
 from vaejax import evaluate, train  # noqa: E402
 
+import bench_sweep  # noqa: E402
 import plain_jax_mlp  # noqa: E402
 
 
@@ -184,6 +187,11 @@ def main():
         f"{iwae['examples'] / iwae['floor']:.1f} examples/s")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    log("sweep group of 16 vs 16 runs one after another (fresh processes)")
+    sweep_train = 2000 if args.quick else 10_000
+    sweep_table = bench_sweep.table(bench_sweep._spawn("vmap", sweep_train),
+                                    bench_sweep._spawn("seq", sweep_train))
+
     conv_epoch_full = conv["epoch_time"] * (50_000 / conv_train)
     rows = [
         ("MLP VAE epoch (784-400-20, batch 128, 50,000 images, 390 steps)",
@@ -212,6 +220,7 @@ def main():
              f"Matrix-multiply rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048^3, best of 10).", "",
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
+    lines += ["", sweep_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
     out = pathlib.Path(args.out)
