@@ -266,3 +266,38 @@ def test_resuming_a_finished_run_changes_nothing(trained):
     after = {f: ((workdir / f).read_bytes(), (workdir / f).stat().st_mtime_ns) for f in files}
     assert before == after
     assert result["results"]["test/nll"] == json.loads(before["results.json"][0])["test/nll"]
+
+
+def test_eight_cpu_devices_match_one(tmp_path, mnist_dir):
+    """Batches sharded over a mesh axis "data" of 8 devices give one device's numbers."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = {"train.epochs": 2, "eval.iwae_samples": 10}
+    config = small_config(mnist_dir, **overrides)
+    train.train(config, tmp_path / "one", log=lambda *_: None)
+    code = (
+        "import jax, json, sys\n"
+        "assert jax.device_count() == 8\n"
+        "sys.path.insert(0, {tests!r})\n"
+        "from test_train import small_config\n"
+        "from vaejax import train\n"
+        "config = small_config({mnist!r}, **{overrides!r})\n"
+        "train.train(config, {workdir!r})\n"
+    ).format(tests=str(REPO / "tests"), mnist=str(mnist_dir), overrides=overrides,
+             workdir=str(tmp_path / "eight"))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sharded over 8 devices" in proc.stdout
+    one, eight = (comparable(records.read_metrics(tmp_path / w)) for w in ("one", "eight"))
+    assert len(one) == len(eight) == 2
+    for a, b in zip(one, eight):
+        for key, value in a.items():
+            assert b[key] == pytest.approx(value, rel=1e-4), key
+    ra, rb = (json.loads((tmp_path / w / "results.json").read_text()) for w in ("one", "eight"))
+    for key in ("test/neg_elbo", "test/nll", "test/rate", "test/distortion"):
+        assert rb[key] == pytest.approx(ra[key], rel=1e-4), key

@@ -124,6 +124,9 @@ class TrainProgram:
     beta_schedule: Callable
     lr_shape: Callable
     eval_batch_size: int
+    # With several devices, `train` shards each batch over a mesh axis "data" (None: no
+    # constraint; XLA's SPMD partitioner then all-reduces the gradients).
+    batch_sharding: Any = None
 
     @classmethod
     def build(cls, config, data_shape, num_train: int) -> "TrainProgram":
@@ -198,6 +201,8 @@ class TrainProgram:
         step_key = jax.random.fold_in(keys.train, state.step)
         binarize_key, noise_key = jax.random.split(step_key)
         x = data_lib.preprocess(binarize_key, x_uint8, kind=self.preprocessing)
+        if self.batch_sharding is not None:
+            x = jax.lax.with_sharding_constraint(x, self.batch_sharding)
         beta = self.beta_schedule(state.step, beta=hyper.beta)
         (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
             state.params, noise_key, x, beta)
@@ -232,6 +237,29 @@ class TrainProgram:
 
 
 # -- the host-side loop ------------------------------------------------------------------
+
+
+def data_parallel(program: TrainProgram, *arrays, devices=None, log=print):
+    """Spreads training over all local devices: a mesh with one axis "data".
+
+    Returns the program with its batches sharded over "data" and `arrays` (pytrees) placed
+    replicated on the mesh. With one device, or a batch size the device count does not
+    divide, returns everything unchanged. Every example keeps its own key, so results equal
+    one device's up to the order of floating-point reductions.
+    """
+    devices = jax.devices() if devices is None else devices
+    if len(devices) < 2:
+        return (program, *arrays)
+    if program.batch_size % len(devices):
+        log(f"train: batch size {program.batch_size} is not divisible by {len(devices)} "
+            "devices; training on one device")
+        return (program, *arrays)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
+    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    log(f"train: each batch of {program.batch_size} is sharded over {len(devices)} devices")
+    placed = [None if a is None else jax.device_put(a, replicated) for a in arrays]
+    return (dataclasses.replace(program, batch_sharding=batch), *placed)
 
 
 @dataclasses.dataclass
@@ -315,6 +343,9 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
         state = manager.restore(start_epoch, state)
         log(f"train: resumed from the checkpoint of epoch {start_epoch} (step {int(state.step)})")
     records.truncate_metrics(workdir, start_epoch)
+    program, state, hyper, train_x, validation_x = data_parallel(
+        program, state, hyper, splits.train, splits.validation, log=log)
+    splits = dataclasses.replace(splits, train=train_x, validation=validation_x)
 
     compile_start = time.perf_counter()
     epoch_fn = jax.jit(program.train_epoch, donate_argnums=0).lower(
@@ -365,7 +396,10 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
             f"(vaejax eval --workdir {workdir} evaluates again)")
         result["results"] = records.read_json(results_path)
     elif evaluate_at_end:
-        result["results"] = evaluate.evaluate_run(workdir, config=config, params=state.params,
+        params = state.params
+        if program.batch_sharding is not None:  # evaluate on the device that holds the test set
+            params = jax.device_put(params, splits.test.sharding)
+        result["results"] = evaluate.evaluate_run(workdir, config=config, params=params,
                                                   program=program, splits=splits, log=log)
     return result
 
