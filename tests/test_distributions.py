@@ -186,3 +186,19 @@ def test_kl_diag_gaussians_identities():
     np.testing.assert_allclose(kl_B[1], 0.0, atol=1e-6)
     assert not jnp.allclose(dist.kl_diag_gaussians(mean_q, logvar_q, mean_p, logvar_p),
                             dist.kl_diag_gaussians(mean_p, logvar_p, mean_q, logvar_q))
+
+
+def test_binary_bernoulli_form_equals_general_form_on_binary_data():
+    key_x, key_l = jax.random.split(jax.random.key(7))
+    x = jax.random.bernoulli(key_x, 0.4, (28, 28, 1)).astype(jnp.float32)
+    logits = 5.0 * jax.random.normal(key_l, (28, 28, 1))
+    general = dist.bernoulli_log_prob(x, logits)
+    binary = dist.bernoulli_log_prob_binary(x, logits)
+    np.testing.assert_allclose(binary, general, rtol=1e-6)
+    extreme = jnp.full((4,), 100.0)
+    np.testing.assert_allclose(dist.bernoulli_log_prob_binary(jnp.array([1., 0., 1., 0.]), extreme),
+                               -200.0, rtol=1e-6)
+    # Soft targets are where the two differ: the binary form must not be used there.
+    half = jnp.full((3,), 0.5)
+    assert abs(float(dist.bernoulli_log_prob_binary(half, jnp.full((3,), 4.0))
+                     - dist.bernoulli_log_prob(half, jnp.full((3,), 4.0)))) > 1.0

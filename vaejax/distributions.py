@@ -125,6 +125,20 @@ def bernoulli_log_prob(x, logits):
     return jnp.sum(x * logits - jax.nn.softplus(logits))
 
 
+def bernoulli_log_prob_binary(x, logits):
+    """`bernoulli_log_prob` for x in {0, 1} only: sum(log sigmoid((2x - 1) * logits)).
+
+    Equal to `bernoulli_log_prob` on binary x, and a single pass over the logits: XLA turns
+    the `sum(x * logits)` of the general form into a separate matrix-vector product when x is
+    broadcast over many samples (IWAE evaluation), which makes that ~35% slower on CPU.
+    Wrong for soft x in (0, 1): use `bernoulli_log_prob` there.
+    """
+    _check_same_shape(x, logits, "logits")
+    logits = jnp.asarray(logits, _float_dtype(logits))
+    sign = 2.0 * jnp.asarray(x, logits.dtype) - 1.0
+    return jnp.sum(jax.nn.log_sigmoid(sign * logits))
+
+
 def gaussian_log_prob(x, mean, logvar):
     """log N(x; mean, diag(exp(logvar))) in nats, summed over ALL axes -> scalar.
 

@@ -18,7 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import data as data_lib
-from vaejax import objectives
+from vaejax import distributions, objectives
+
+
+BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
+
+
+def eval_likelihood(likelihood, preprocessing):
+    """The log-likelihood evaluation uses: the single-pass binary Bernoulli form when the
+    preprocessing makes x binary (the same values, faster for IWAE), else `likelihood`."""
+    if likelihood == "bernoulli" and preprocessing in BINARY_PREPROCESSING:
+        return distributions.bernoulli_log_prob_binary
+    return likelihood
 
 
 def _example_streams(key):
@@ -53,7 +64,7 @@ def elbo_metrics(vae, params, images_uint8, key, *, likelihood, preprocessing, b
 
     def per_example(i, x):
         value, aux = objectives.elbo(jax.random.fold_in(noise_key, i), x, encode, decode,
-                                     likelihood=likelihood)
+                                     likelihood=eval_likelihood(likelihood, preprocessing))
         mean, _ = encode(x)
         return value, aux["kl"], aux["reconstruction"], aux["kl_per_dim"], mean
 
@@ -98,8 +109,9 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
     def chunk(c):
         def one(i, x_i):
             k = jax.random.fold_in(jax.random.fold_in(noise_key, i), c)
-            log_w = objectives.iwae_log_weights(k, x_i, encode, decode, likelihood=likelihood,
-                                                num_samples=chunk_size)
+            log_w = objectives.iwae_log_weights(
+                k, x_i, encode, decode, likelihood=eval_likelihood(likelihood, preprocessing),
+                num_samples=chunk_size)
             return jax.nn.logsumexp(log_w)
         return jax.vmap(one)(idx_B, x)
 
