@@ -58,23 +58,32 @@ def make_epoch(tx, batch_size):
     return epoch
 
 
+def trainer(images_u8, batch_size=128, seed=0):
+    """A compiled plain training loop: `run_epoch() -> (seconds, mean loss)`, and `params()`."""
+    tx = optax.adam(1e-3)
+    state = {"params": init(jax.random.key(seed))}
+    state["opt"] = tx.init(state["params"])
+    images = jax.device_put(images_u8)
+    key = jax.random.key(seed + 1)
+    compiled = make_epoch(tx, batch_size).lower(state["params"], state["opt"], images, key).compile()
+    epochs_done = [0]
+
+    def run_epoch():
+        start = time.perf_counter()
+        state["params"], state["opt"], loss = compiled(
+            state["params"], state["opt"], images, jax.random.fold_in(key, epochs_done[0]))
+        loss = float(loss)
+        epochs_done[0] += 1
+        return time.perf_counter() - start, loss
+
+    return run_epoch, lambda: state["params"]
+
+
 def time_epochs(images_u8, epochs=3, batch_size=128, seed=0):
     """Per-epoch seconds (compile excluded) and mean losses of the plain script."""
-    tx = optax.adam(1e-3)
-    params = init(jax.random.key(seed))
-    opt_state = tx.init(params)
-    images = jax.device_put(images_u8)
-    epoch = make_epoch(tx, batch_size)
-    key = jax.random.key(seed + 1)
-    compiled = epoch.lower(params, opt_state, images, key).compile()
-    times, losses = [], []
-    for e in range(epochs):
-        start = time.perf_counter()
-        params, opt_state, loss = compiled(params, opt_state, images, jax.random.fold_in(key, e))
-        loss = float(loss)
-        times.append(time.perf_counter() - start)
-        losses.append(loss)
-    return times, losses, params
+    run_epoch, params = trainer(images_u8, batch_size, seed)
+    times, losses = zip(*(run_epoch() for _ in range(epochs)))
+    return list(times), list(losses), params()
 
 
 if __name__ == "__main__":

@@ -81,8 +81,12 @@ def flops_of(compiled) -> float:
     return float(analysis.get("flops", float("nan")))
 
 
-def bench_training(config_path, overrides, epochs, rate, log):
-    """Compile time, per-epoch seconds (median) and the FLOP floor of one epoch."""
+def bench_training(config_path, overrides, epochs, rate, log, interleave=None):
+    """Compile time, per-epoch seconds (median) and the FLOP floor of one epoch.
+
+    `interleave()`, if given, runs after each of our epochs (another trainer's epoch), so
+    that both see the same drift in the machine's speed.
+    """
     config = config_lib.load_config(REPO / config_path, overrides)
     splits = train.load_splits(config, log=quiet)
     program = train.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
@@ -105,6 +109,8 @@ def bench_training(config_path, overrides, epochs, rate, log):
         times.append(time.perf_counter() - start)
         log(f"  {config_path} epoch {e + 1}: {times[-1]:.3f} s, "
             f"loss {float(np.mean(metrics['loss'])):.2f}")
+        if interleave is not None:
+            interleave()
     return {
         "config": config, "program": program, "state": state, "splits": splits, "hyper": hyper,
         "compile_time": compile_time, "epoch_time": statistics.median(times),
@@ -152,19 +158,26 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer epochs and examples")
     args = parser.parse_args()
     log = functools.partial(print, flush=True)
-    epochs = 2 if args.quick else 3
+    epochs = 2 if args.quick else 5
     quality_epochs = 3 if args.quick else 10
 
     log(f"machine: {machine()}")
     rate = matmul_rate()
     log(f"matmul: {rate / 1e9:.1f} GFLOP/s (float32 2048^3)")
 
-    log("MLP VAE (bench_mlp.py)")
-    mlp = bench_training("experiments/bench_mlp.py", [], epochs, rate, log)
-    train_x = np.asarray(mlp["splits"].train)
-    plain_times, _, _ = plain_jax_mlp.time_epochs(train_x, epochs)
+    log("MLP VAE (bench_mlp.py), epochs interleaved with the plain JAX script's")
+    train_x = np.asarray(train.load_splits(
+        config_lib.load_config(REPO / "experiments/bench_mlp.py"), log=quiet).train)
+    plain_epoch, _ = plain_jax_mlp.trainer(train_x)
+    plain_times = []
+
+    def plain_step():
+        seconds, loss = plain_epoch()
+        plain_times.append(seconds)
+        log(f"  plain JAX script epoch {len(plain_times)}: {seconds:.3f} s, loss {loss:.2f}")
+
+    mlp = bench_training("experiments/bench_mlp.py", [], epochs, rate, log, interleave=plain_step)
     plain_time = statistics.median(plain_times)
-    log(f"  plain JAX script: {plain_time:.3f} s/epoch")
 
     log(f"quality after {quality_epochs} epochs: vaejax vs plain script")
     q = bench_training("experiments/bench_mlp.py", [f"train.epochs={quality_epochs}"],

@@ -301,3 +301,10 @@ def test_eight_cpu_devices_match_one(tmp_path, mnist_dir):
     ra, rb = (json.loads((tmp_path / w / "results.json").read_text()) for w in ("one", "eight"))
     for key in ("test/neg_elbo", "test/nll", "test/rate", "test/distortion"):
         assert rb[key] == pytest.approx(ra[key], rel=1e-4), key
+
+
+def test_cli_bad_settings_are_one_readable_line(tmp_path, capsys):
+    args = ["train", "--config", str(REPO / "experiments" / "default.py"),
+            "--workdir", str(tmp_path / "x")]
+    assert cli.main(args + ["--config.data.name=imagenet"]) == 2
+    assert "Unknown dataset 'imagenet'" in capsys.readouterr().err

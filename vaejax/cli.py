@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -94,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         from vaejax import config as config_lib  # noqa: PLC0415
         from vaejax import train as train_lib  # noqa: PLC0415
 
+        # Bad input (settings, names, files) reads as one line; set VAEJAX_TRACEBACK=1 to see more.
         known = (config_lib.ConfigError, train_lib.WorkdirExistsError, train_lib.TrainingDiverged,
-                 FileNotFoundError)
+                 FileNotFoundError, ValueError)
+        if os.environ.get("VAEJAX_TRACEBACK") == "1":
+            raise
         data_errors = _data_errors()
         if isinstance(error, known + data_errors):
             print(f"vaejax {args.command}: error: {error}", file=sys.stderr)
