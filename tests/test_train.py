@@ -197,6 +197,7 @@ class LinearGaussian:
     """p(z) = N(0, I_2), p(x|z) = N(W z + b, s^2 I_16), with a deliberately imperfect q."""
 
     latent_dim = 2
+    data_shape = (4, 4, 1)
 
     def __init__(self):
         rng = np.random.default_rng(0)

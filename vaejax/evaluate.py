@@ -38,11 +38,13 @@ def _example_streams(key):
     return binarize_key, noise_key
 
 
-def _inputs(binarize_key, images_uint8, idx_B, preprocessing):
-    """Preprocessed examples `idx_B` (B,), each binarized with its own key: (B, H, W, C)."""
+def _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape):
+    """Preprocessed examples `idx_B` (B,), each binarized with its own key, in the model's
+    input shape: (B,) + data_shape (an MLP takes flat vectors, see `train.model_data_shape`)."""
     keys = jax.vmap(jax.random.fold_in, (None, 0))(binarize_key, idx_B)
-    return jax.vmap(functools.partial(data_lib.preprocess, kind=preprocessing))(
+    x = jax.vmap(functools.partial(data_lib.preprocess, kind=preprocessing))(
         keys, images_uint8[idx_B])
+    return x.reshape((x.shape[0],) + tuple(data_shape))
 
 
 def elbo_metrics(vae, params, images_uint8, key, *, likelihood, preprocessing, batch_size,
@@ -70,7 +72,7 @@ def elbo_metrics(vae, params, images_uint8, key, *, likelihood, preprocessing, b
 
     def body(carry, batch):
         idx_B, mask_B = batch
-        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing)
+        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, vae.data_shape)
         value, kl, rec, kl_dims, mean = jax.vmap(per_example)(idx_B, x)
         w = mask_B.astype(jnp.float32)
         wz = w[:, None]
@@ -102,7 +104,7 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
     """
     num_chunks = num_samples // chunk_size
     binarize_key, noise_key = _example_streams(key)
-    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing)
+    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, vae.data_shape)
     encode = functools.partial(vae.encode, params)
     decode = functools.partial(vae.decode, params)
 

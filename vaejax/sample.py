@@ -7,7 +7,6 @@ All randomness comes from the run's eval key, so the figures of a run are reprod
 
 from __future__ import annotations
 
-import functools
 import pathlib
 
 import jax
@@ -36,8 +35,11 @@ def draw_figures(workdir, program, params, hyper, test_uint8, *, num_images: int
 
     out = pathlib.Path(workdir) / "figures"
     vae, likelihood = program.vae, program.likelihood
-    decode = jax.jit(jax.vmap(lambda z: decoder_mean(vae.decode(params, z), likelihood)))
-    encode = jax.jit(jax.vmap(functools.partial(vae.encode, params)))
+    image_shape = tuple(test_uint8.shape[1:])  # the model may read flat vectors (MLP)
+    decode = jax.jit(jax.vmap(
+        lambda z: decoder_mean(vae.decode(params, z), likelihood).reshape(image_shape)))
+    encode = jax.jit(jax.vmap(
+        lambda x: vae.encode(params, x.reshape(vae.data_shape))))
     prior_key, binarize_key, posterior_key = jax.random.split(
         jax.random.fold_in(run_keys(hyper.seed).eval, 1), 3)
     z_dim = vae.latent_dim

@@ -107,6 +107,16 @@ def _direction(config) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
+def model_data_shape(kind: str, image_shape) -> tuple[int, ...]:
+    """The shape a model of `kind` reads: flat (H*W*C,) vectors for an MLP, images for conv.
+
+    An MLP on (28, 28, 1) images runs ~30% slower on CPU than on (784,) vectors: XLA's CPU
+    layouts for the trailing size-1 axis cost a copy per step. The data stay images.
+    """
+    image_shape = tuple(int(d) for d in image_shape)
+    return (int(np.prod(image_shape)),) if kind == "mlp" else image_shape
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainProgram:
     """The static half of a run: shapes, model, optimizer and objective fixed by the config."""
@@ -145,7 +155,7 @@ class TrainProgram:
         model = config.model
         vae = make_vae(
             model.kind,
-            data_shape=data_shape,
+            data_shape=model_data_shape(model.kind, data_shape),
             latent_dim=model.latent_dim,
             hidden_sizes=model.hidden_sizes,
             activation=model.activation,
@@ -201,6 +211,7 @@ class TrainProgram:
         step_key = jax.random.fold_in(keys.train, state.step)
         binarize_key, noise_key = jax.random.split(step_key)
         x = data_lib.preprocess(binarize_key, x_uint8, kind=self.preprocessing)
+        x = x.reshape((x.shape[0],) + self.vae.data_shape)
         if self.batch_sharding is not None:
             x = jax.lax.with_sharding_constraint(x, self.batch_sharding)
         beta = self.beta_schedule(state.step, beta=hyper.beta)
