@@ -100,18 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                  FileNotFoundError, ValueError)
         if os.environ.get("VAEJAX_TRACEBACK") == "1":
             raise
-        data_errors = _data_errors()
-        if isinstance(error, known + data_errors):
+        from vaejax import data  # noqa: PLC0415
+
+        if isinstance(error, known + (data.DatasetNotFoundError, data.CorruptDataError)):
             print(f"vaejax {args.command}: error: {error}", file=sys.stderr)
             return 2
         raise
-
-
-def _data_errors() -> tuple:
-    from vaejax import data  # noqa: PLC0415
-
-    return tuple(getattr(data, name) for name in ("DatasetNotFoundError", "CorruptDataError")
-                 if hasattr(data, name))
 
 
 def _run(args, overrides: list[str]) -> int:

@@ -108,21 +108,13 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> N
     node = config
     for part in parents:
         node = node[part]
-    with node.unlocked() if hasattr(node, "unlocked") else _null():
+    with node.unlocked():
         node[leaf] = value
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def apply_overrides(config, overrides: Iterable[str]) -> ml_collections.ConfigDict:
     """Applies "a.b=value" strings (a leading "--config." or "config." is accepted)."""
-    config = ml_collections.ConfigDict(config.to_dict()) if hasattr(config, "to_dict") else config
+    config = ml_collections.ConfigDict(to_dict(config))  # a copy: the caller's config is kept
     for item in overrides:
         text = item
         for prefix in ("--config.", "config."):

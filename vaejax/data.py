@@ -659,6 +659,14 @@ def _dataset(name: str, source: str, arrays: dict, cache_path: str | None,
     return Dataset(name=name, source=source, cache_path=cache_path, **arrays)
 
 
+def image_shape(name: str, *, data_dir: str | None = None) -> tuple[int, ...]:
+    """(H, W, C) of dataset `name`: known without loading for the named datasets."""
+    spec = _spec_for(name)
+    if spec is not None:
+        return tuple(spec.image_shape)
+    return tuple(load(name, data_dir=data_dir, log=lambda *_: None).train_images.shape[1:])
+
+
 def fetch(name: str, *, data_dir: str | None = None, log: Callable = print) -> str:
     """Materializes `name` into the cache (TFDS downloads if needed); returns the .npz path."""
     ds = load(name, data_dir=data_dir, log=log)

@@ -317,11 +317,7 @@ def shard_groups(groups: Sequence[Group], shard: str) -> list[Group]:
 
 
 def _data_shape(config) -> tuple[int, ...]:
-    spec = getattr(data_lib, "_spec_for", lambda name: None)(config.data.name)
-    if spec is not None:
-        return tuple(spec.image_shape)
-    ds = data_lib.load(config.data.name, data_dir=config.data.data_dir or None, log=lambda *_: None)
-    return tuple(ds.image_shape)
+    return data_lib.image_shape(config.data.name, data_dir=config.data.data_dir or None)
 
 
 def _layer_widths(module, params, x) -> int:
