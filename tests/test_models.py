@@ -1,6 +1,7 @@
 """Models: shapes, pure encode/decode, and a few optax steps that lower the loss."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -41,6 +42,24 @@ def test_seed_conv_architecture_layers():
     assert dec["ConvTranspose_0"]["kernel"] == (3, 3, 32, 64)
     assert dec["ConvTranspose_1"]["kernel"] == (3, 3, 64, 32)
     assert dec["ConvTranspose_2"]["kernel"] == (3, 3, 32, 1)
+
+
+@pytest.mark.parametrize("data_shape", [(28, 28, 1), (32, 32, 3)])
+def test_conv_vae_equals_the_same_model_built_from_flax_convs(data_shape, monkeypatch):
+    """vaejax.layers are drop-in: the param tree (so checkpoints) and the function are flax's."""
+    vae = models.make_vae("conv", data_shape=data_shape, latent_dim=2)
+    with monkeypatch.context() as m:
+        m.setattr(models, "Conv", nn.Conv)
+        m.setattr(models, "ConvTranspose", nn.ConvTranspose)
+        reference = models.make_vae("conv", data_shape=data_shape, latent_dim=2)
+        reference_params = reference.init(jax.random.key(0))
+        x = jax.random.uniform(jax.random.key(1), data_shape)
+        expected = reference.encode(reference_params, x), reference.decode(reference_params, jnp.ones(2))
+    params = vae.init(jax.random.key(0))
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference_params)
+    chex.assert_trees_all_equal(params, reference_params)
+    actual = vae.encode(params, x), vae.decode(params, jnp.ones(2))
+    chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_mlp_mirrors_hidden_sizes():

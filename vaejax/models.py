@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaejax.layers import Conv, ConvTranspose
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
     "tanh": jnp.tanh,
@@ -73,7 +75,8 @@ class MLPDecoder(nn.Module):
 class ConvEncoder(nn.Module):
     """The seed's encoder: Conv(32, 3, s2) -> Conv(64, 3, s2) -> Flatten -> Dense(2Z).
 
-    Input (H, W, C) with H and W divisible by 4 (28x28x1 or 32x32x3).
+    Input (H, W, C) with H and W divisible by 4 (28x28x1 or 32x32x3). The convolutions are
+    `vaejax.layers.Conv`: flax's parameters and function, computed as matmuls (fast on CPU).
     """
 
     latent_dim: int
@@ -84,7 +87,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x):
         h = x
         for c in self.channels:
-            h = activation_fn(self.activation)(nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME")(h))
+            h = activation_fn(self.activation)(Conv(c, (3, 3), strides=(2, 2), padding="SAME")(h))
         mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim)(h.reshape(-1)), 2)
         return mean, logvar
 
@@ -92,7 +95,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The seed's decoder: Dense(H/4*W/4*32) -> reshape -> ConvT(64, s2) -> ConvT(32, s2) -> ConvT(C, s1).
 
-    Output: logits (or means) of shape `output_shape` = (H, W, C).
+    Output: logits (or means) of shape `output_shape` = (H, W, C). The transposed convolutions
+    are `vaejax.layers.ConvTranspose`: flax's parameters and function, computed as matmuls.
     """
 
     output_shape: tuple[int, int, int]
@@ -107,8 +111,8 @@ class ConvDecoder(nn.Module):
         h = act(nn.Dense((height // 4) * (width // 4) * self.base_channels)(z))
         h = h.reshape(height // 4, width // 4, self.base_channels)
         for c in self.channels:
-            h = act(nn.ConvTranspose(c, (3, 3), strides=(2, 2), padding="SAME")(h))
-        return nn.ConvTranspose(out_channels, (3, 3), strides=(1, 1), padding="SAME")(h)
+            h = act(ConvTranspose(c, (3, 3), strides=(2, 2), padding="SAME")(h))
+        return ConvTranspose(out_channels, (3, 3), strides=(1, 1), padding="SAME")(h)
 
 
 class GaussianHead(nn.Module):
