@@ -4,6 +4,7 @@ Every run here is the real default config shrunk (fewer images, epochs and sampl
 real MNIST, as the flax examples test their `main`.
 """
 
+import functools
 import json
 import pathlib
 
@@ -237,6 +238,19 @@ def test_iwae_estimate_of_linear_gaussian_log_likelihood(tmp_path):
         model, None, jnp.asarray(images), jax.random.key(0), likelihood="gaussian",
         preprocessing="scale", num_samples=1, chunk_size=1, batch_size=32)
     assert np.mean(elbo) < np.mean(log_px) - 0.1
+
+
+def test_iwae_evaluation_compiles_once_per_model_and_settings():
+    """A second evaluation of the same model and settings reuses the compiled program."""
+    model = LinearGaussian()
+    images = jnp.asarray(np.random.default_rng(2).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8))
+    run = functools.partial(evaluate.iwae_log_likelihood, model, None, images, likelihood="gaussian",
+                            preprocessing="scale", num_samples=20, chunk_size=10, batch_size=4)
+    first = run(jax.random.key(0))
+    compiled = evaluate._iwae_batch._cache_size()
+    second = run(jax.random.key(1))
+    assert evaluate._iwae_batch._cache_size() == compiled
+    assert not np.array_equal(first, second)  # the new key was used, not a cached result
 
 
 def test_cli_train_eval_sample_and_errors(tmp_path, mnist_dir, capsys):

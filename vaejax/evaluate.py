@@ -121,6 +121,19 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
     return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
 
 
+_IWAE_STATIC = ("likelihood", "preprocessing", "num_samples", "chunk_size")
+
+# Compiled once per (model, settings, shapes) and reused by every call in the process.
+_iwae_batch = jax.jit(iwae_batch_log_px, static_argnums=0, static_argnames=_IWAE_STATIC)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=_IWAE_STATIC)
+def _iwae_batch_stacked(vae, params_M, key_M, images_uint8, idx_B, **settings):
+    """`iwae_batch_log_px` vmapped over M models: (M, B)."""
+    return jax.vmap(lambda p, k: iwae_batch_log_px(vae, p, k, images_uint8, idx_B, **settings))(
+        params_M, key_M)
+
+
 def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preprocessing,
                         num_samples, chunk_size, batch_size, progress=None, stacked=False):
     """IWAE estimate of log p(x) for every example of `images_uint8`: (N,) numpy, nats.
@@ -129,17 +142,16 @@ def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preproces
     divisor of `num_samples` if needed. With `stacked=True`, `params` and `key` carry a
     leading axis of M models (a sweep group) and the result is (M, N).
     `progress(n)` is called after each batch with the number of examples done.
+    The program is compiled once per (vae, settings, shapes), so `vae` must be hashable
+    (vaejax's `VAE` is: a frozen dataclass).
     """
     if num_samples % chunk_size:
         chunk_size = math.gcd(num_samples, chunk_size)
     n = images_uint8.shape[0]
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
-    fn = functools.partial(iwae_batch_log_px, vae, likelihood=likelihood,
-                           preprocessing=preprocessing, num_samples=num_samples,
-                           chunk_size=chunk_size)
-    if stacked:
-        fn = jax.vmap(fn, in_axes=(0, 0, None, None))
-    fn = jax.jit(fn)
+    fn = functools.partial(_iwae_batch_stacked if stacked else _iwae_batch, vae,
+                           likelihood=likelihood, preprocessing=preprocessing,
+                           num_samples=num_samples, chunk_size=chunk_size)
     out = []
     for b in range(idx.shape[0]):
         keep = np.asarray(mask[b])
