@@ -475,6 +475,13 @@ def test_dynamic_binarize_mean_matches_intensity_and_changes_with_key():
     assert sample[:, 0].max() == 0 and sample[:, -1].min() == 1       # 0 and 255 are fixed
 
 
+def test_binarization_threshold_is_x_times_65536_over_255_rounded():
+    x = np.arange(256)
+    expected = np.floor(x * 65536 / 255 + 0.5).astype(np.uint32)   # never a tie: 255 is odd
+    np.testing.assert_array_equal(data.binarization_threshold(x.astype(np.uint8)), expected)
+    assert expected[0] == 0 and expected[255] == 65536               # P(1) exactly 0 and 1
+
+
 def test_threshold_scale_and_dequantize_ranges():
     x = np.arange(256, dtype=np.uint8).reshape(16, 16)
     np.testing.assert_array_equal(data.threshold(x), (np.arange(256) >= 128).reshape(16, 16))

@@ -747,8 +747,14 @@ def dynamic_binarize(key, x_uint8):
     n = x_uint8.size
     words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
     u16 = jnp.concatenate([words & 0xFFFF, words >> 16])[:n].reshape(x_uint8.shape)
-    threshold_ = (x_uint8.astype(jnp.uint32) * 65536 + 127) // 255
-    return (u16 < threshold_).astype(jnp.float32)
+    return (u16 < binarization_threshold(x_uint8)).astype(jnp.float32)
+
+
+def binarization_threshold(x_uint8):
+    """round(x * 65536 / 255) as uint32, without a division: 65536 / 255 = 257 + 1/255, so
+    it is 257 x + [x >= 128]. (An integer division per pixel costs ~3% of a CPU epoch.)"""
+    x = x_uint8.astype(jnp.uint32)
+    return x * 257 + (x >= 128).astype(jnp.uint32)
 
 
 def threshold(x_uint8, *, level=0.5):
