@@ -7,6 +7,7 @@ below a new dated section):
   - MLP VAE epoch (experiments/bench_mlp.py: 784-400-20, batch 128, Fashion-MNIST) vs floor
     and vs a plain hand-written jitted-scan JAX script (benchmarks/plain_jax_mlp.py), and the
     test negative ELBO of both after the same number of epochs;
+  - where that epoch's time goes, per kind of XLA operation (benchmarks/epoch_profile.py);
   - the seed's conv VAE (experiments/seed_cvae.py) epoch time vs floor;
   - compile times; IWAE K=5000 evaluation throughput vs floor; peak memory;
   - a vmapped sweep group of 16 against the same 16 runs one after another, and the
@@ -39,6 +40,7 @@ from vaejax import config as config_lib  # noqa: E402
 from vaejax import evaluate, train  # noqa: E402
 
 import bench_sweep  # noqa: E402
+import epoch_profile  # noqa: E402
 import plain_jax_mlp  # noqa: E402
 
 
@@ -178,6 +180,9 @@ def main():
 
     mlp = bench_training("experiments/bench_mlp.py", [], epochs, rate, log, interleave=plain_step)
     plain_time = statistics.median(plain_times)
+    log("MLP epoch traced per XLA operation (fresh process)")
+    profile = epoch_profile.profile("experiments/bench_mlp.py")
+    log(f"  {profile}")
 
     log(f"quality after {quality_epochs} epochs: vaejax vs plain script")
     q = bench_training("experiments/bench_mlp.py", [f"train.epochs={quality_epochs}"],
@@ -212,6 +217,13 @@ def main():
          f"{mlp['epoch_time'] / mlp['floor']:.2f}x",
          f"{mlp['epoch_flops'] / 1e9:.0f} GFLOP; plain JAX script {plain_time:.3f} s "
          f"({mlp['epoch_time'] / plain_time:.2f}x of it)"),
+        ("MLP epoch traced: seconds per kind of XLA operation",
+         f"{sum(profile.values()):.3f} s", f"{mlp['floor']:.3f} s", "",
+         f"matrix multiplies {profile['matmul_s']:.3f} s "
+         f"({profile['matmul_s'] / mlp['floor']:.2f}x the floor on their own); model "
+         f"elementwise {profile['model_elementwise_s']:.3f} s; nested loops (threefry random "
+         f"bits) {profile['nested_loops_s']:.3f} s; optimizer, data and copies "
+         f"{profile['optimizer_data_copies_s']:.3f} s"),
         (f"conv VAE epoch (seed, batch 32; {conv_train} images timed, scaled to 50,000)",
          f"{conv_epoch_full:.1f} s", f"{conv['floor'] * 50_000 / conv_train:.1f} s",
          f"{conv['epoch_time'] / conv['floor']:.2f}x",
