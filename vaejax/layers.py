@@ -193,12 +193,8 @@ def _add_bias(y: Array, bias: Array | None) -> Array:
     return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
-class Conv(nn.Module):
-    """2-D convolution, SAME padding: `(..., H, W, Cin)` -> `(..., ceil(H/sh), ceil(W/sw), features)`.
-
-    Same parameters and function as `flax.linen.Conv(features, kernel_size, strides,
-    padding="SAME")`; `kernel_size` and `strides` are ints or pairs.
-    """
+class _SameConv(nn.Module):
+    """The fields and parameters `Conv` and `ConvTranspose` share with flax's layers."""
 
     features: int
     kernel_size: int | Sequence[int]
@@ -210,8 +206,8 @@ class Conv(nn.Module):
     kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def _inputs(self, x: Array):
+        """`(x, kernel, bias, kernel_size, strides)`, creating "kernel" and "bias" like flax."""
         if self.padding != "SAME":
             raise NotImplementedError(f"Only padding='SAME' is supported, got {self.padding!r}.")
         kernel_size, strides = _pair(self.kernel_size), _pair(self.strides)
@@ -220,11 +216,24 @@ class Conv(nn.Module):
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        return x, kernel, bias, kernel_size, strides
+
+
+class Conv(_SameConv):
+    """2-D convolution, SAME padding: `(..., H, W, Cin)` -> `(..., ceil(H/sh), ceil(W/sw), features)`.
+
+    Same parameters and function as `flax.linen.Conv(features, kernel_size, strides,
+    padding="SAME")`; `kernel_size` and `strides` are ints or pairs.
+    """
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x, kernel, bias, kernel_size, strides = self._inputs(x)
         pads = tuple(lax.padtype_to_pads(x.shape[-3:-1], kernel_size, strides, "SAME"))
         return _add_bias(correlate(x, kernel, pads, strides), bias)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_SameConv):
     """2-D transposed convolution, SAME padding: `(..., H, W, Cin)` -> `(..., H*sh, W*sw, features)`.
 
     Same parameters and function as `flax.linen.ConvTranspose(features, kernel_size,
@@ -232,24 +241,7 @@ class ConvTranspose(nn.Module):
     and `strides` are ints or pairs.
     """
 
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: str = "SAME"
-    use_bias: bool = True
-    dtype: jnp.dtype | None = None
-    param_dtype: jnp.dtype = jnp.float32
-    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        if self.padding != "SAME":
-            raise NotImplementedError(f"Only padding='SAME' is supported, got {self.padding!r}.")
-        kernel_size, strides = _pair(self.kernel_size), _pair(self.strides)
-        kernel = self.param("kernel", self.kernel_init, (*kernel_size, x.shape[-1], self.features),
-                            self.param_dtype)
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias, _, strides = self._inputs(x)
         return _add_bias(conv_transpose(x, kernel, strides), bias)
