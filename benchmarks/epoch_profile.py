@@ -10,7 +10,9 @@ backward passes (elementwise work: activations, the likelihood), loops nested in
 
     python benchmarks/epoch_profile.py [experiments/bench_mlp.py] [--json]
 
-The trace adds a little overhead, so its total is a few percent above an untraced epoch.
+The total is the sum of the operations' own times: it leaves out the gaps between them
+and adds the tracing's overhead, so it differs from an untraced epoch's time by a few
+percent either way (one run: 2.52 s traced, 2.74 s median untraced).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def matmul_ops(hlo_text: str) -> set[str]:
     """Names of the instructions that are dots, or fusions whose computation has a dot."""
     computations_with_dot, current = set(), None
     for line in hlo_text.splitlines():
-        header = re.match(r"^%?([\w.\-]+) \(.*\) -> .* \{$", line)
+        header = re.match(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\) -> .* \{$", line)
         if header:
             current = header.group(1)
         elif current and re.search(r"\s(dot|convolution)\(", line):

@@ -4,9 +4,9 @@ Every run here is the real default config shrunk (fewer images, epochs and sampl
 real MNIST, as the flax examples test their `main`.
 """
 
-import functools
 import json
 import pathlib
+import types
 
 import jax
 import jax.numpy as jnp
@@ -240,17 +240,30 @@ def test_iwae_estimate_of_linear_gaussian_log_likelihood(tmp_path):
     assert np.mean(elbo) < np.mean(log_px) - 0.1
 
 
-def test_iwae_evaluation_compiles_once_per_model_and_settings():
-    """A second evaluation of the same model and settings reuses the compiled program."""
+def test_evaluation_compiles_once_per_model_and_settings():
+    """A second evaluation of the same model and settings reuses both compiled programs."""
     model = LinearGaussian()
     images = jnp.asarray(np.random.default_rng(2).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8))
-    run = functools.partial(evaluate.iwae_log_likelihood, model, None, images, likelihood="gaussian",
-                            preprocessing="scale", num_samples=20, chunk_size=10, batch_size=4)
-    first = run(jax.random.key(0))
-    compiled = evaluate._iwae_batch._cache_size()
-    second = run(jax.random.key(1))
-    assert evaluate._iwae_batch._cache_size() == compiled
-    assert not np.array_equal(first, second)  # the new key was used, not a cached result
+    program = types.SimpleNamespace(vae=model, likelihood="gaussian", preprocessing="scale")
+    eval_config = config_lib.from_dict(dict(
+        num_test_examples=0, batch_size=4, active_unit_threshold=0.01, iwae_samples=20,
+        iwae_chunk=10, iwae_batch_size=4))
+
+    def run(seed):
+        hyper = train.Hyper(jnp.int32(seed), jnp.float32(1), jnp.float32(1e-3))
+        return evaluate.test_metrics(program, None, hyper, images, eval_config, log=lambda *_: None)
+
+    def cache_sizes():
+        return evaluate._elbo_metrics._cache_size(), evaluate._iwae_batch._cache_size()
+
+    first = run(0)
+    compiled = cache_sizes()
+    second = run(1)
+    assert cache_sizes() == compiled
+    assert compiled[0] >= 1 and compiled[1] >= 1
+    # The new seed's keys were used, not a cached result.
+    assert first["test/nll"] != second["test/nll"]
+    assert first["test/neg_elbo"] != second["test/neg_elbo"]
 
 
 def test_cli_train_eval_sample_and_errors(tmp_path, mnist_dir, capsys):

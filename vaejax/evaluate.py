@@ -121,17 +121,22 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
     return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
 
 
-_IWAE_STATIC = ("likelihood", "preprocessing", "num_samples", "chunk_size")
+def _compiled_once(fn, static_argnames, model_axes):
+    """`fn(vae, *args, **settings)` jitted once per (vae, settings, shapes) and reused by
+    every later call in the process, and the same vmapped over a leading axis of M models
+    in the `args` that `model_axes` marks (a sweep group). `vae` must be hashable."""
+    def over_models(vae, *args, **settings):
+        return jax.vmap(functools.partial(fn, vae, **settings), in_axes=model_axes)(*args)
 
-# Compiled once per (model, settings, shapes) and reused by every call in the process.
-_iwae_batch = jax.jit(iwae_batch_log_px, static_argnums=0, static_argnames=_IWAE_STATIC)
+    jit = functools.partial(jax.jit, static_argnums=0, static_argnames=static_argnames)
+    return jit(fn), jit(over_models)
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames=_IWAE_STATIC)
-def _iwae_batch_stacked(vae, params_M, key_M, images_uint8, idx_B, **settings):
-    """`iwae_batch_log_px` vmapped over M models: (M, B)."""
-    return jax.vmap(lambda p, k: iwae_batch_log_px(vae, p, k, images_uint8, idx_B, **settings))(
-        params_M, key_M)
+_elbo_metrics, _elbo_metrics_stacked = _compiled_once(
+    elbo_metrics, ("likelihood", "preprocessing", "batch_size", "threshold"), (0, None, 0))
+_iwae_batch, _iwae_batch_stacked = _compiled_once(
+    iwae_batch_log_px, ("likelihood", "preprocessing", "num_samples", "chunk_size"),
+    (0, 0, None, None))
 
 
 def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preprocessing,
@@ -180,13 +185,11 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     eval_key = lambda seed: run_keys(seed).eval  # noqa: E731
     keys = jax.vmap(eval_key)(hyper.seed) if stacked else eval_key(hyper.seed)
     start = time.perf_counter()
-    elbo_fn = functools.partial(
-        elbo_metrics, program.vae, likelihood=program.likelihood,
+    elbo_fn = _elbo_metrics_stacked if stacked else _elbo_metrics
+    m = jax.device_get(elbo_fn(
+        program.vae, params, test_uint8, keys, likelihood=program.likelihood,
         preprocessing=program.preprocessing, batch_size=eval_config.batch_size,
-        threshold=eval_config.active_unit_threshold)
-    if stacked:
-        elbo_fn = jax.vmap(elbo_fn, in_axes=(0, None, 0))
-    m = jax.device_get(jax.jit(elbo_fn)(params, test_uint8, keys))
+        threshold=eval_config.active_unit_threshold))
     k = eval_config.iwae_samples
     log_px, iwae_time = None, None
     if k > 0:

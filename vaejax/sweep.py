@@ -316,10 +316,6 @@ def shard_groups(groups: Sequence[Group], shard: str) -> list[Group]:
 # -- memory ------------------------------------------------------------------------------
 
 
-def _data_shape(config) -> tuple[int, ...]:
-    return data_lib.image_shape(config.data.name, data_dir=config.data.data_dir or None)
-
-
 def _layer_widths(module, params, x) -> int:
     """Floats per example in the outputs of every layer of `module` applied to `x`."""
     def apply(params, x):
@@ -654,10 +650,10 @@ def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_
     lines.append(f"{'group':<40} {'members':>7} {'params/member':>13} "
                  f"{'params+adam MB':>14} {'activations MB':>14} {'total MB':>9}")
     for group in shard_groups_:
-        data_key = (group.config.data.name, group.config.data.data_dir)
-        if data_key not in shapes:
-            shapes[data_key] = _data_shape(group.config)
-        est = memory_estimate(group.config, shapes[data_key], len(group.runs))
+        name, data_dir = group.config.data.name, group.config.data.data_dir or None
+        if (name, data_dir) not in shapes:
+            shapes[name, data_dir] = data_lib.image_shape(name, data_dir=data_dir)
+        est = memory_estimate(group.config, shapes[name, data_dir], len(group.runs))
         lines.append(f"{group.id:<40} {len(group.runs):>7} {est['params_per_member']:>13,} "
                      f"{_mb(est['params_bytes']):>14.1f} {_mb(est['activations_bytes']):>14.1f} "
                      f"{_mb(est['total_bytes']):>9.1f}")
