@@ -1,11 +1,6 @@
-"""Dataset names -> uint8 arrays (IDX, .amat, system folders, TFDS), an .npz cache, and
-pure, jittable preprocessing and batching for data that lives on the device.
-
-    ds = load("fashion_mnist")            # logs "data: fashion_mnist from system:/usr/share/..."
-    (train_x, _), (val_x, _) = split_validation(ds.train_images, ds.train_labels)
-    images = to_device(train_x)           # (N, 28, 28, 1) uint8 on the device
-    order = epoch_indices(key, images.shape[0], 128)      # (num_batches, 128) int32
-    x = preprocess(key, images[order[0]], kind="dynamic_binarize")  # float32 in {0, 1}
+"""Dataset names -> read-only uint8 host arrays: the named datasets' specs, the IDX and .amat
+readers, the local, system-folder and TFDS sources, and `load`, `image_shape`, `fetch`,
+`describe` and `split_validation` on top of them (the .npz cache they use is `cache`).
 
 Where a name comes from, in order (the first that has the files wins, and is logged):
   1. the `data_dir` argument (the folder itself, or its subfolder named after the dataset);
@@ -19,47 +14,35 @@ source that would be used, so a second load reads the cache (well under a second
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
-import hashlib
-import json
 import os
 import pathlib
 import socket
-import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+from vaejax.data.cache import _cache_file, _read_cache, _write_cache, cache_dir
 
 __all__ = [
     "CorruptDataError",
+    "DATA_DIR_ENV_VAR",
+    "DATASET_ENV_VARS",
     "Dataset",
     "DatasetNotFoundError",
-    "DATASET_ENV_VARS",
     "NAMES",
-    "PREPROCESSING",
     "SYSTEM_DIRS",
-    "cache_dir",
-    "dequantize",
     "describe",
-    "dynamic_binarize",
-    "epoch_indices",
     "fetch",
+    "image_shape",
     "load",
-    "padded_batch_indices",
-    "preprocess",
     "read_amat",
     "read_idx",
     "split_validation",
-    "threshold",
-    "to_device",
-    "to_unit_interval",
 ]
 
 
@@ -125,7 +108,6 @@ DATASET_ENV_VARS = {
     "binarized_mnist": "VAEJAX_BINARIZED_MNIST_DIR",
 }
 DATA_DIR_ENV_VAR = "VAEJAX_DATA_DIR"
-CACHE_ENV_VAR = "VAEJAX_CACHE"
 
 # Folders that system packages install (Debian: `apt-get install dataset-fashion-mnist`).
 SYSTEM_DIRS = {
@@ -133,7 +115,6 @@ SYSTEM_DIRS = {
     "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
 }
 
-_CACHE_FORMAT = 1          # bump when the arrays a source yields change meaning
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -506,77 +487,6 @@ def _hide_accelerators_from_tensorflow():
 
 
 # --------------------------------------------------------------------------------------------
-# Cache.
-
-def cache_dir() -> pathlib.Path:
-    """$VAEJAX_CACHE, else ~/.cache/vaejax."""
-    return pathlib.Path(os.environ.get(CACHE_ENV_VAR) or "~/.cache/vaejax").expanduser()
-
-
-def _cache_file(name: str, source: _Source) -> pathlib.Path:
-    """`<name>-<source kind>-<hash>.npz`; the hash covers the resolved files and their stats.
-
-    A TFDS entry is keyed by the TFDS name alone (not its data dir), so an .npz made by
-    `vaejax data fetch` on a machine with internet serves an offline one once copied over.
-    """
-    if source.kind == "tfds":
-        key = [_CACHE_FORMAT, source.tfds_name]
-    else:
-        key = [_CACHE_FORMAT, source.location]
-        for role, path in sorted(source.files.items()):
-            stat = path.stat()
-            key.append([role, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
-    stem = name if not name.startswith("idx:") else "idx-" + pathlib.Path(source.location).name
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
-    return cache_dir() / f"{stem}-{source.kind}-{digest}.npz"
-
-
-def _read_cache(path: pathlib.Path, log: Callable) -> tuple[dict, str] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        origin = str(arrays.pop("source"))
-        arrays.setdefault("train_labels", None)
-        arrays.setdefault("test_labels", None)
-        return arrays, origin
-    except Exception as e:  # noqa: BLE001  a bad cache is rebuilt from the source, never trusted
-        log(f"data: ignoring unreadable cache {path} ({e})")
-        return None
-
-
-_STALE_TEMP_S = 600.0       # a temp file this old was left by a killed writer
-
-
-def _write_cache(path: pathlib.Path, arrays: dict, origin: str) -> None:
-    """Writes atomically: a temp file in the same folder, fsynced, then os.replace.
-
-    A kill mid-write leaves at most a `.<stem>.*.tmp` file, never a partial .npz; such leftovers
-    are removed by the next write of the same entry once they are _STALE_TEMP_S old.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.stem}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > _STALE_TEMP_S:
-                stale.unlink()
-    payload = {k: v for k, v in arrays.items() if v is not None}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, source=np.array(origin), **payload)  # uncompressed: np.load is fast
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                  # mkstemp makes 0600; a cache is not a secret
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------------------------
 # Public loading API.
 
 def _spec_for(name: str) -> _Spec | None:
@@ -716,116 +626,3 @@ def split_validation(images, labels=None, *, num_validation: int = 10_000):
     if labels is None:
         return (images[:cut], None), (images[cut:], None)
     return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
-
-
-# --------------------------------------------------------------------------------------------
-# Preprocessing: pure, jittable, uint8 in, float32 out, any shape.
-
-PREPROCESSING = ("dynamic_binarize", "threshold", "scale", "dequantize")
-
-
-def _require_uint8(x):
-    x = jnp.asarray(x)
-    if x.dtype != jnp.uint8:
-        raise TypeError(f"expected uint8 pixels, got {x.dtype}")
-    return x
-
-
-def to_unit_interval(x_uint8):
-    """x / 255 as float32 in [0, 1]."""
-    return _require_uint8(x_uint8).astype(jnp.float32) / 255.0
-
-
-def dynamic_binarize(key, x_uint8):
-    """A fresh Bernoulli(x / 255) draw per pixel, float32 in {0, 1}; 0 and 255 are deterministic.
-
-    Each 32-bit random word serves two pixels: pixel = [u16 < round(x * 65536 / 255)] with
-    u16 uniform on {0, ..., 65535}, so P(1) = x / 255 to within 2^-17 (exact at 0 and 255).
-    This halves the random-number work, which is a fifth of a CPU training epoch.
-    """
-    _require_uint8(x_uint8)
-    n = x_uint8.size
-    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
-    u16 = jnp.concatenate([words & 0xFFFF, words >> 16])[:n].reshape(x_uint8.shape)
-    return (u16 < binarization_threshold(x_uint8)).astype(jnp.float32)
-
-
-def binarization_threshold(x_uint8):
-    """round(x * 65536 / 255) as uint32, without a division: 65536 / 255 = 257 + 1/255, so
-    it is 257 x + [x >= 128]. (An integer division per pixel costs ~3% of a CPU epoch.)"""
-    x = x_uint8.astype(jnp.uint32)
-    return x * 257 + (x >= 128).astype(jnp.uint32)
-
-
-def threshold(x_uint8, *, level=0.5):
-    """1.0 where x / 255 > level, else 0.0 (float32)."""
-    return (to_unit_interval(x_uint8) > level).astype(jnp.float32)
-
-
-_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))   # 1 - 2**-24
-_ABOVE_ZERO = 2.0 ** -32
-
-
-def dequantize(key, x_uint8):
-    """(x + u) / 256 with u ~ U[0, 1) per pixel: float32 in the open interval (0, 1).
-
-    Values float32 would round to exactly 0 or 1 (u == 0 at x = 0; u near 1 at x = 255) are
-    clipped to 2**-32 and 1 - 2**-24, so logit(x) and log(x) stay finite.
-    """
-    x = _require_uint8(x_uint8).astype(jnp.float32)
-    u = jax.random.uniform(key, x.shape, jnp.float32)
-    return jnp.clip((x + u) / 256.0, _ABOVE_ZERO, _BELOW_ONE)
-
-
-def preprocess(key, x_uint8, *, kind: str):
-    """Dispatches on `kind` (static; one of PREPROCESSING). "threshold" and "scale" ignore `key`."""
-    if kind == "dynamic_binarize":
-        return dynamic_binarize(key, x_uint8)
-    if kind == "threshold":
-        return threshold(x_uint8)
-    if kind == "scale":
-        return to_unit_interval(x_uint8)
-    if kind == "dequantize":
-        return dequantize(key, x_uint8)
-    raise ValueError(f"Unknown preprocessing kind {kind!r}; choose one of {PREPROCESSING}.")
-
-
-# --------------------------------------------------------------------------------------------
-# Device-resident batching.
-
-def epoch_indices(key, num_examples: int, batch_size: int):
-    """(num_batches, batch_size) int32: a permutation of range(num_examples) from `key`.
-
-    num_batches = num_examples // batch_size; the ragged remainder (num_examples % batch_size
-    examples, different ones each epoch) is DROPPED so that every step has the same shape.
-    Use padded_batch_indices for evaluation, where every example must count exactly once.
-    """
-    if batch_size <= 0 or num_examples < batch_size:
-        raise ValueError(f"batch_size={batch_size} gives no full batch of {num_examples} examples")
-    num_batches = num_examples // batch_size
-    order = jax.random.permutation(key, num_examples)[:num_batches * batch_size]
-    return order.reshape(num_batches, batch_size).astype(jnp.int32)
-
-
-def padded_batch_indices(num_examples: int, batch_size: int):
-    """(indices, mask), both (num_batches, batch_size): every example exactly once, in order.
-
-    num_batches = ceil(num_examples / batch_size); the last batch is padded with index 0 and
-    mask False, so sums over `mask` count each example once. NumPy int32 and bool arrays.
-    """
-    if batch_size <= 0 or num_examples <= 0:
-        raise ValueError(
-            f"need positive num_examples and batch_size, got {num_examples}, {batch_size}")
-    num_batches = -(-num_examples // batch_size)
-    flat = np.arange(num_batches * batch_size, dtype=np.int32)
-    mask = flat < num_examples
-    indices = np.where(mask, flat, 0).astype(np.int32)
-    return indices.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
-
-
-def to_device(images_uint8, device=None) -> jax.Array:
-    """jax.device_put of uint8 images (they stay uint8: 4x less memory than float32)."""
-    images = np.asarray(images_uint8)
-    if images.dtype != np.uint8:
-        raise TypeError(f"expected uint8 images, got {images.dtype}")
-    return jax.device_put(images, device)

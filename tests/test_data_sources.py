@@ -1,4 +1,4 @@
-"""Tests for vaejax.data: readers, real data, TFDS (mocked and offline), cache, preprocessing."""
+"""Tests for vaejax.data.sources: readers, real data, source order, TFDS (mocked and offline)."""
 import gzip
 import os
 import pathlib
@@ -8,13 +8,13 @@ import sys
 import textwrap
 import time
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from data_helpers import quiet, small_arrays, write_idx, write_idx_folder
 
 from vaejax import data
+from vaejax.data import sources
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -22,52 +22,12 @@ ENV_VARS = ("VAEJAX_DATA_DIR", "VAEJAX_MNIST_DIR", "VAEJAX_FASHION_MNIST_DIR",
             "VAEJAX_BINARIZED_MNIST_DIR")
 
 
-def quiet(*_):
-    pass
-
-
-def write_idx(path, array, *, magic=None, gz=False, shape=None):
-    """An IDX file written independently of the reader (magic, big-endian dims, bytes)."""
-    array = np.asarray(array, np.uint8)
-    magic = magic if magic is not None else (2051 if array.ndim == 3 else 2049)
-    shape = shape if shape is not None else array.shape
-    raw = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in shape)
-    raw += array.tobytes()
-    path = pathlib.Path(path)
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-    return path
-
-
-def write_idx_folder(folder, arrays, *, gz=False, sep="-", test_name="t10k", prefix=""):
-    folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    ext = ".gz" if gz else ""
-    paths = {}
-    for role, array in arrays.items():
-        split, kind = role.split("_")
-        split = "train" if split == "train" else test_name
-        rank = 3 if kind == "images" else 1
-        name = f"{prefix}{split}-{kind}{sep}idx{rank}-ubyte{ext}"
-        paths[role] = write_idx(folder / name, array, gz=gz)
-    return paths
-
-
-def small_arrays(seed=0, shape=(7, 5)):
-    rng = np.random.default_rng(seed)
-    return {
-        "train_images": rng.integers(0, 256, (12, *shape), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, 12, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (5, *shape), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, 5, dtype=np.uint8),
-    }
-
-
 @pytest.fixture
 def no_local_sources(monkeypatch, tmp_path):
     """No env folders, no system folders, an empty TFDS data dir and a private cache."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", {})
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path / "cache"))
     return tmp_path
@@ -202,7 +162,7 @@ def test_read_amat_fast_and_slow_layouts_agree(tmp_path):
 
 def test_real_fashion_mnist_from_the_system_folder(fashion_mnist_dir, monkeypatch,
                                                    no_local_sources):
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": (str(fashion_mnist_dir),)})
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", {"fashion_mnist": (str(fashion_mnist_dir),)})
     ds = data.load("fashion_mnist", log=quiet)
     assert ds.source == f"system:{fashion_mnist_dir.resolve()}"
     assert ds.train_images.shape == (60_000, 28, 28, 1) and ds.train_images.dtype == np.uint8
@@ -263,79 +223,6 @@ def test_source_order_data_dir_then_dataset_env_then_data_dir_env(mnist_dir, tmp
     assert data.load("mnist", log=quiet).source.endswith(f"(from idx:{folders['env']})")
 
 
-# --------------------------------------------------------------------------------------------
-# Cache.
-
-def test_cache_round_trips_fast_and_leaves_no_temp_files(mnist_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path / "cache"))
-    lines = []
-    first = data.load("mnist", data_dir=mnist_dir, log=lines.append)
-    assert first.source == f"idx:{mnist_dir.resolve()}"
-    assert lines[0] == f"data: mnist from {first.source}"
-    start = time.perf_counter()
-    second = data.load("mnist", data_dir=mnist_dir, log=lines.append)
-    assert time.perf_counter() - start < 1.0
-    assert second.source == f"cache:{first.cache_path} (from {first.source})"
-    assert lines[-1] == f"data: mnist from {second.source}"
-    for field in ("train_images", "train_labels", "test_images", "test_labels"):
-        a, b = getattr(first, field), getattr(second, field)
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_array_equal(a, b)
-    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert cached == [pathlib.Path(first.cache_path).name]              # no temp files left
-
-
-def test_cache_write_is_atomic(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path / "cache"))
-    write_idx_folder(tmp_path / "idx", small_arrays())
-
-    def killed_mid_write(file, **arrays):
-        file.write(b"PK\x03\x04 half an npz")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", killed_mid_write)
-    with pytest.raises(KeyboardInterrupt):
-        data.load(f"idx:{tmp_path / 'idx'}", log=quiet)
-    assert list((tmp_path / "cache").iterdir()) == []
-
-
-def test_a_kill_mid_write_leaves_no_cache_file(tmp_path, monkeypatch):
-    write_idx_folder(tmp_path / "idx", small_arrays())
-    script = textwrap.dedent(f"""
-        import os, signal
-        import numpy as np
-        from vaejax import data
-
-        def killed_mid_write(file, **arrays):
-            file.write(b"PK\\x03\\x04 half an npz")
-            file.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        np.savez = killed_mid_write
-        data.load("idx:{tmp_path / 'idx'}")
-    """)
-    env = dict(os.environ, VAEJAX_CACHE=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            timeout=120)
-    assert result.returncode == -9, result.stderr
-    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".tmp"]   # the temp file only
-    monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path / "cache"))
-    assert data.load(f"idx:{tmp_path / 'idx'}", log=quiet).source.startswith("idx:")
-    assert data.load(f"idx:{tmp_path / 'idx'}", log=quiet).source.startswith("cache:")
-
-
-def test_unreadable_cache_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path / "cache"))
-    arrays = small_arrays()
-    write_idx_folder(tmp_path / "idx", arrays)
-    path = pathlib.Path(data.load(f"idx:{tmp_path / 'idx'}", log=quiet).cache_path)
-    path.write_bytes(b"garbage")
-    ds = data.load(f"idx:{tmp_path / 'idx'}", log=quiet)
-    assert ds.source.startswith("idx:")
-    np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
-    assert data.load(f"idx:{tmp_path / 'idx'}", log=quiet).source.startswith("cache:")
-
-
 def test_describe_and_fetch(mnist_dir):
     path = data.fetch("mnist", data_dir=mnist_dir, log=quiet)
     assert os.path.isfile(path) and path.endswith(".npz")
@@ -349,6 +236,15 @@ def test_describe_and_fetch(mnist_dir):
 def test_unknown_name_lists_the_names():
     with pytest.raises(ValueError, match="fashion_mnist.*idx:<folder>"):
         data.load("svhn", log=quiet)
+
+
+def test_split_validation_takes_the_last_examples():
+    x, y = np.arange(50).reshape(25, 2), np.arange(25)
+    (tx, ty), (vx, vy) = data.split_validation(x, y, num_validation=5)
+    np.testing.assert_array_equal(vx, x[20:])
+    np.testing.assert_array_equal(ty, y[:20])
+    with pytest.raises(ValueError):
+        data.split_validation(x, y, num_validation=25)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +268,8 @@ def test_tfds_path_returns_the_arrays(no_local_sources, monkeypatch, prepared):
     bits = {s: {"image": rng.integers(0, 2, (n, 28, 28, 1), dtype=np.uint8)}
             for s, n in (("train", 9), ("validation", 4), ("test", 5))}
     probes = []
-    monkeypatch.setattr(data, "_host_reachable", lambda host, **kw: probes.append(host) or True)
+    monkeypatch.setattr(sources, "_host_reachable",
+                        lambda host, **kw: probes.append(host) or True)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: prepared)
     lines = []
     with tfds.testing.mock_data(as_dataset_fn=_tfds_as_dataset(
@@ -395,7 +292,7 @@ def test_tfds_path_returns_the_arrays(no_local_sources, monkeypatch, prepared):
 
 def test_tfds_cifar10_under_random_mock_data(no_local_sources, monkeypatch):
     import tensorflow_datasets as tfds
-    monkeypatch.setattr(data, "_host_reachable", lambda host, **kw: True)
+    monkeypatch.setattr(sources, "_host_reachable", lambda host, **kw: True)
     with tfds.testing.mock_data(num_examples=6):
         ds = data.load("cifar10", log=quiet)
     assert ds.train_images.shape == (6, 32, 32, 3) and ds.train_images.dtype == np.uint8
@@ -454,111 +351,6 @@ def test_package_imports_and_loads_idx_without_tensorflow(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "data: idx:" in result.stdout and result.stdout.strip().endswith("ok")
-
-
-# --------------------------------------------------------------------------------------------
-# Preprocessing.
-
-def test_dynamic_binarize_mean_matches_intensity_and_changes_with_key():
-    levels = np.arange(256, dtype=np.uint8)
-    x = np.tile(levels, (4_000, 1))                                    # 4000 draws per level
-    sample = data.dynamic_binarize(jax.random.key(0), x)
-    chex.assert_shape(sample, x.shape)
-    assert sample.dtype == jnp.float32
-    sample = np.asarray(sample)
-    assert set(np.unique(sample).tolist()) <= {0.0, 1.0}
-    p = levels / 255.0
-    se = np.sqrt(p * (1 - p) / x.shape[0])
-    assert np.all(np.abs(sample.mean(axis=0) - p) <= 5 * se + 1e-7)  # every level, 5 s.e.
-    assert np.any(np.asarray(data.dynamic_binarize(jax.random.key(1), x)) != sample)
-    np.testing.assert_array_equal(data.dynamic_binarize(jax.random.key(0), x), sample)
-    assert sample[:, 0].max() == 0 and sample[:, -1].min() == 1       # 0 and 255 are fixed
-
-
-def test_binarization_threshold_is_x_times_65536_over_255_rounded():
-    x = np.arange(256)
-    expected = np.floor(x * 65536 / 255 + 0.5).astype(np.uint32)   # never a tie: 255 is odd
-    np.testing.assert_array_equal(data.binarization_threshold(x.astype(np.uint8)), expected)
-    assert expected[0] == 0 and expected[255] == 65536               # P(1) exactly 0 and 1
-
-
-def test_threshold_scale_and_dequantize_ranges():
-    x = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    np.testing.assert_array_equal(data.threshold(x), (np.arange(256) >= 128).reshape(16, 16))
-    np.testing.assert_array_equal(data.threshold(x, level=0.9),
-                                  (np.arange(256) > 229.5).reshape(16, 16))
-    scaled = data.to_unit_interval(x)
-    assert scaled.dtype == jnp.float32
-    np.testing.assert_allclose(scaled, x / 255.0, rtol=1e-6)
-    # Dequantized pixels land in [x/256, (x+1)/256) and strictly inside (0, 1), even at 255,
-    # where float32 rounds (255 + u)/256 up to 1.0 for u within 2**-16 of 1.
-    y = np.asarray(data.dequantize(jax.random.key(2), x), np.float64)
-    assert np.all(y >= x / 256.0) and np.all(y <= (x + 1.0) / 256.0)
-    top = np.asarray(data.dequantize(jax.random.key(3), np.full(1_000_000, 255, np.uint8)))
-    bottom = np.asarray(data.dequantize(jax.random.key(3), np.zeros(1_000_000, np.uint8)))
-    assert top.max() < 1.0 and bottom.min() > 0.0
-    assert abs(bottom.mean(dtype=np.float64) - 0.5 / 256) < 1e-5      # uniform noise, mean 1/2
-    with pytest.raises(TypeError, match="uint8"):
-        data.to_unit_interval(scaled)
-
-
-@pytest.mark.parametrize("kind", data.PREPROCESSING)
-def test_preprocess_under_jit_matches_eager(kind):
-    x = jax.random.randint(jax.random.key(5), (3, 28, 28, 1), 0, 256).astype(jnp.uint8)
-    key = jax.random.key(6)
-    jitted = jax.jit(data.preprocess, static_argnames="kind")(key, x, kind=kind)
-    eager = data.preprocess(key, x, kind=kind)
-    chex.assert_shape(jitted, x.shape)
-    assert jitted.dtype == jnp.float32
-    np.testing.assert_allclose(jitted, eager, atol=1e-6)
-
-
-def test_preprocess_unknown_kind_lists_the_kinds():
-    with pytest.raises(ValueError, match="dynamic_binarize.*threshold.*scale.*dequantize"):
-        data.preprocess(jax.random.key(0), jnp.zeros(3, jnp.uint8), kind="binarize")
-
-
-# --------------------------------------------------------------------------------------------
-# Batching.
-
-def test_epoch_indices_is_a_permutation_that_drops_the_remainder():
-    order = data.epoch_indices(jax.random.key(0), 103, 10)
-    chex.assert_shape(order, (10, 10))
-    assert order.dtype == jnp.int32
-    flat = np.asarray(order).ravel()
-    assert len(set(flat.tolist())) == 100 and flat.min() >= 0 and flat.max() < 103
-    np.testing.assert_array_equal(data.epoch_indices(jax.random.key(0), 103, 10), order)
-    assert np.any(np.asarray(data.epoch_indices(jax.random.key(1), 103, 10)) != np.asarray(order))
-    jitted = jax.jit(data.epoch_indices, static_argnums=(1, 2))(jax.random.key(0), 103, 10)
-    np.testing.assert_array_equal(jitted, order)
-    with pytest.raises(ValueError, match="no full batch"):
-        data.epoch_indices(jax.random.key(0), 9, 10)
-
-
-@pytest.mark.parametrize("num_examples,batch_size", [(103, 10), (100, 10), (3, 8)])
-def test_padded_batch_indices_cover_each_example_once(num_examples, batch_size):
-    indices, mask = data.padded_batch_indices(num_examples, batch_size)
-    num_batches = -(-num_examples // batch_size)
-    assert indices.shape == mask.shape == (num_batches, batch_size)
-    assert indices.dtype == np.int32 and mask.dtype == np.bool_
-    assert sorted(indices[mask].tolist()) == list(range(num_examples))
-    assert np.all(indices[~mask] == 0) and mask.sum() == num_examples
-
-
-def test_split_validation_takes_the_last_examples():
-    x, y = np.arange(50).reshape(25, 2), np.arange(25)
-    (tx, ty), (vx, vy) = data.split_validation(x, y, num_validation=5)
-    np.testing.assert_array_equal(vx, x[20:])
-    np.testing.assert_array_equal(ty, y[:20])
-    with pytest.raises(ValueError):
-        data.split_validation(x, y, num_validation=25)
-
-
-def test_to_device_keeps_uint8():
-    images = np.arange(24, dtype=np.uint8).reshape(2, 3, 4, 1)
-    on_device = data.to_device(images)
-    assert isinstance(on_device, jax.Array) and on_device.dtype == jnp.uint8
-    np.testing.assert_array_equal(on_device, images)
 
 
 def test_cli_data_info_and_fetch(mnist_dir, monkeypatch, capsys):
