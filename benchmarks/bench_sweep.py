@@ -57,20 +57,23 @@ def worker(mode: str, num_train: int) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
     from vaejax import config as config_lib  # noqa: PLC0415
-    from vaejax import sweep, train  # noqa: PLC0415
+    from vaejax import sweeps  # noqa: PLC0415
+    from vaejax.data import load_splits  # noqa: PLC0415
+    from vaejax.program import Program  # noqa: PLC0415
 
     config = config_lib.load_config(REPO / "experiments" / "bench_mlp.py",
                                     [f"data.num_train={num_train}", "train.epochs=1"])
-    splits = train.load_splits(config, log=lambda *a: None)
+    splits = load_splits(config, log=lambda *a: None)
     configs = [config_lib.apply_overrides(config, [f"objective.beta={b}", f"seed={s}"])
                for b in BETAS for s in SEEDS]
-    hypers = [train.Hyper.from_config(c) for c in configs]
+    hypers = [Program.build(c, splits.train.shape[1:], splits.train.shape[0]).hyper(c)
+              for c in configs]
     device = jax.devices()[0]
     out = {"mode": mode, "num_train": int(splits.train.shape[0]), "members": len(configs),
            "backend": jax.default_backend(), "device_kind": device.device_kind}
 
     def build():
-        return train.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
+        return Program.build(config, splits.train.shape[1:], splits.train.shape[0])
 
     def measure_memory(run):
         """Runs `run()` (compiled already); returns the peak bytes it added."""
@@ -124,7 +127,7 @@ def worker(mode: str, num_train: int) -> dict:
             out["train_s"] += time.perf_counter() - train_start
     out["total_s"] = out["compile_s"] + out["train_s"]
     members = len(configs) if mode == "vmap" else 1
-    out["estimate"] = sweep.memory_estimate(config, splits.train.shape[1:], members)
+    out["estimate"] = sweeps.memory_estimate(config, splits.train.shape[1:], members)
     return out
 
 

@@ -82,12 +82,13 @@ def _profile_here(config_path: str) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
     from vaejax import config as config_lib  # noqa: PLC0415
-    from vaejax import train  # noqa: PLC0415
+    from vaejax.data import load_splits  # noqa: PLC0415
+    from vaejax.program import Program  # noqa: PLC0415
 
     config = config_lib.load_config(REPO / config_path)
-    splits = train.load_splits(config, log=lambda *_: None)
-    program = train.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
-    hyper = train.Hyper.from_config(config)
+    splits = load_splits(config, log=lambda *_: None)
+    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)
     epoch = jax.jit(program.train_epoch, donate_argnums=0).lower(
         state, hyper, splits.train, jnp.int32(0)).compile()

@@ -8,7 +8,7 @@ below a new dated section):
     and vs a plain hand-written jitted-scan JAX script (benchmarks/plain_jax_mlp.py), and the
     test negative ELBO of both after the same number of epochs;
   - where that epoch's time goes, per kind of XLA operation (benchmarks/epoch_profile.py);
-  - the seed's conv VAE (experiments/seed_cvae.py) epoch time vs floor;
+  - the conv VAE of TensorFlow's CVAE tutorial (experiments/cvae_mnist.py) epoch time vs floor;
   - compile times; IWAE K=5000 evaluation throughput vs floor; peak memory;
   - a vmapped sweep group of 16 against the same 16 runs one after another, and the
     --dry-run memory estimate against the measured peak (benchmarks/bench_sweep.py).
@@ -37,7 +37,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from vaejax import config as config_lib  # noqa: E402
-from vaejax import evaluate, train  # noqa: E402
+from vaejax import evaluate  # noqa: E402
+from vaejax.data import load_splits  # noqa: E402
+from vaejax.program import Program, run_keys  # noqa: E402
 
 import bench_sweep  # noqa: E402
 import epoch_profile  # noqa: E402
@@ -90,16 +92,16 @@ def bench_training(config_path, overrides, epochs, rate, log, interleave=None):
     that both see the same drift in the machine's speed.
     """
     config = config_lib.load_config(REPO / config_path, overrides)
-    splits = train.load_splits(config, log=quiet)
-    program = train.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
-    hyper = train.Hyper.from_config(config)
+    splits = load_splits(config, log=quiet)
+    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)
     start = time.perf_counter()
     epoch_fn = jax.jit(program.train_epoch, donate_argnums=0).lower(
         state, hyper, splits.train, jnp.int32(0)).compile()
     compile_time = time.perf_counter() - start
     # XLA counts a scan body once: count one step, times the steps of an epoch.
-    keys = train.run_keys(hyper.seed)
+    keys = run_keys(hyper["seed"])
     batch = splits.train[: program.batch_size]
     step_flops = flops_of(jax.jit(program.train_step).lower(state, hyper, batch, keys).compile())
     epoch_flops = step_flops * program.steps_per_epoch
@@ -131,8 +133,8 @@ def bench_iwae(result, rate, num_examples, k, log):
     program, params = result["program"], result["state"].params
     test = result["splits"].test[:num_examples]
     run = functools.partial(
-        evaluate.iwae_log_likelihood, program.vae, params, test, jax.random.key(0),
-        likelihood=program.likelihood, preprocessing=program.preprocessing, num_samples=k,
+        evaluate.iwae_log_likelihood, program.model, params, test, jax.random.key(0),
+        data_shape=program.data_shape, preprocessing=program.preprocessing, num_samples=k,
         chunk_size=500, batch_size=50)
     start = time.perf_counter()
     run()  # compiles
@@ -141,13 +143,13 @@ def bench_iwae(result, rate, num_examples, k, log):
     log_px = run()
     seconds = time.perf_counter() - start
     # FLOPs: decode K samples per example + encode once, counted by XLA on one example.
-    encode = functools.partial(program.vae.encode, params)
-    decode = functools.partial(program.vae.decode, params)
     from vaejax import objectives  # noqa: PLC0415
 
+    encode, decode, prior = objectives.model_functions(program.model, params)
     one = jax.jit(lambda x: objectives.iwae_log_weights(
-        jax.random.key(0), x, encode, decode, likelihood=program.likelihood, num_samples=k))
-    x0 = jnp.zeros(program.vae.data_shape)
+        jax.random.key(0), x, encode, decode, likelihood=evaluate.binary_log_likelihood,
+        num_samples=k, prior=prior))
+    x0 = jnp.zeros(program.data_shape)
     flops = flops_of(one.lower(x0).compile()) * num_examples
     return {"examples": num_examples, "k": k, "seconds": seconds, "compile": first - seconds,
             "examples_per_sec": num_examples / seconds, "floor": flops / rate,
@@ -168,7 +170,7 @@ def main():
     log(f"matmul: {rate / 1e9:.1f} GFLOP/s (float32 2048^3)")
 
     log("MLP VAE (bench_mlp.py), epochs interleaved with the plain JAX script's")
-    train_x = np.asarray(train.load_splits(
+    train_x = np.asarray(load_splits(
         config_lib.load_config(REPO / "experiments/bench_mlp.py"), log=quiet).train)
     plain_epoch, _ = plain_jax_mlp.trainer(train_x)
     plain_times = []
@@ -187,17 +189,17 @@ def main():
     log(f"quality after {quality_epochs} epochs: vaejax vs plain script")
     q = bench_training("experiments/bench_mlp.py", [f"train.epochs={quality_epochs}"],
                        quality_epochs, rate, quiet)
-    m = evaluate.elbo_metrics(q["program"].vae, q["state"].params, q["splits"].test,
-                              jax.random.key(123), likelihood="bernoulli",
+    m = evaluate.elbo_metrics(q["program"].model, q["state"].params, q["splits"].test,
+                              jax.random.key(123), data_shape=q["program"].data_shape,
                               preprocessing="dynamic_binarize", batch_size=500)
     vaejax_test = float(m["neg_elbo"])
     _, _, plain_params = plain_jax_mlp.time_epochs(train_x, quality_epochs)
     plain_test = plain_test_neg_elbo(plain_params, np.asarray(q["splits"].test), jax.random.key(123))
     log(f"  test -ELBO: vaejax {vaejax_test:.2f}, plain {plain_test:.2f}")
 
-    log("conv VAE (seed_cvae.py)")
+    log("conv VAE (cvae_mnist.py)")
     conv_train = 1600 if args.quick else 3200
-    conv = bench_training("experiments/seed_cvae.py", [f"data.num_train={conv_train}"], 2, rate, log)
+    conv = bench_training("experiments/cvae_mnist.py", [f"data.num_train={conv_train}"], 2, rate, log)
 
     log("IWAE evaluation")
     iwae = bench_iwae(mlp, rate, 100 if args.quick else 500, 5000, log)

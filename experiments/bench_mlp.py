@@ -1,7 +1,7 @@
 """The benchmark model: 784-400-20 MLP VAE, ReLU, Bernoulli likelihood, dynamically
 binarized Fashion-MNIST, batch 128, Adam 1e-3: the model a plain PyTorch or JAX script trains.
 
-    vaejax train --config experiments/bench_mlp.py --workdir runs/bench_mlp   # ~2.5 s/epoch, 2 CPU cores
+    vaejax train --config experiments/bench_mlp.py --workdir runs/bench_mlp   # epoch times: benchmarks/RESULTS.md
 """
 
 from vaejax.config import sibling

@@ -9,14 +9,13 @@ The 15 runs of each latent dim (beta x seed) train as one vmapped program: 5 gro
 SLURM array of 5 tasks, `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT` gives each
 task one group; rerunning the same command resumes and skips finished runs.
 
-How long (estimated from `make run`, which trains this model on as many images in 43 s and
-evaluates it with IWAE K=250 in 47 s on 2 CPU cores): a group of 15 trains in ~11 min and
-evaluates in ~12 min, so the 5 groups take ~2 h on 2 cores; the whole sweep has only been
-dry-run. `--config.eval.iwae_samples=25` cuts the IWAE part of evaluation about tenfold.
+How long: hours on 2 CPU cores, estimated from `make run`'s measured time (README) for the
+same model; the whole sweep has only been dry-run. `--config.eval.iwae_samples=25` cuts the
+IWAE part of evaluation about tenfold.
 """
 
 from vaejax.config import sibling
-from vaejax.sweep import product
+from vaejax.sweeps import product
 
 
 def get_config():

@@ -1,4 +1,4 @@
-"""A sweep small enough to run anywhere: 8 runs in 2 vmapped groups, 1-2 minutes on 2 CPU cores.
+"""A sweep small enough to run anywhere: 8 runs in 2 vmapped groups, minutes on a CPU.
 
     vaejax sweep experiments/smoke_sweep.py --workdir sweeps/smoke --dry-run   # the plan
     vaejax sweep experiments/smoke_sweep.py --workdir sweeps/smoke             # train, report
@@ -9,7 +9,7 @@ Writes sweeps/smoke/results.md, results.csv and figures/ (the README's sweep exa
 """
 
 from vaejax.config import sibling
-from vaejax.sweep import product
+from vaejax.sweeps import product
 
 
 def get_config():

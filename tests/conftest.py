@@ -46,3 +46,39 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session caches datasets in its own folder unless VAEJAX_CACHE is set."""
     if "VAEJAX_CACHE" not in os.environ:
         monkeypatch.setenv("VAEJAX_CACHE", str(tmp_path_factory.getbasetemp() / "vaejax-cache"))
+
+
+@pytest.fixture
+def allow_rank_promotion():
+    """distrax and TFP broadcast implicitly inside; tests of them allow it (vaejax does not)."""
+    with jax.numpy_rank_promotion("allow"):
+        yield
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, mnist_dir):
+    """One short real run with evaluation and figures, shared by the tests that read it."""
+    from run_helpers import small_config  # noqa: PLC0415
+    from vaejax import train  # noqa: PLC0415
+
+    workdir = tmp_path_factory.mktemp("run") / "run"
+    config = small_config(mnist_dir, **{"eval.figures": True, "train.epochs": 3,
+                                        "data.num_train": 4096})
+    result = train.train(config, workdir, log=lambda *_: None)
+    return workdir, config, result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Identical programs compiled by several tests (each `train` run builds its own Program;
+    `reproduce` trains a run again) hit JAX's persistent cache, shared by the xdist workers.
+    The cached executable is the same one, so no number changes."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    old = {name: getattr(jax.config, name) for name in names}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.getbasetemp().parent / "jax-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    yield
+    for name, value in old.items():
+        jax.config.update(name, value)

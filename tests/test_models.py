@@ -1,4 +1,6 @@
-"""Models: shapes, pure encode/decode, and a few optax steps that lower the loss."""
+"""Built-in models (`vaejax.models`): the protocol's shapes, architectures, and a few optax steps."""
+
+import math
 
 import chex
 import flax.linen as nn
@@ -15,23 +17,25 @@ from vaejax import models
                                              ("mlp", (32, 32, 3)), ("conv", (32, 32, 3))])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_shapes(kind, data_shape, likelihood):
-    vae = models.make_vae(kind, data_shape=data_shape, latent_dim=5, hidden_sizes=(32, 16),
-                          likelihood=likelihood)
-    params = vae.init(jax.random.key(0))
-    x = jnp.zeros(data_shape)
-    mean, logvar = vae.encode(params, x)
-    chex.assert_shape([mean, logvar], (5,))
-    out = vae.decode(params, mean)
-    if likelihood == "bernoulli":
-        chex.assert_shape(out, data_shape)
-    else:
-        chex.assert_shape(list(out), data_shape)
-    batched = jax.vmap(lambda x: vae.encode(params, x))(jnp.zeros((4,) + data_shape))
-    chex.assert_shape(list(batched), (4, 5))
+    fields = dict(kind=kind, latent_dim=5, likelihood=likelihood)
+    if kind == "mlp":
+        fields["hidden_sizes"] = (32, 16)
+    model = models.build(fields, data_shape)
+    params = model.init(jax.random.key(0))
+    x = jnp.zeros(model.data_shape)  # the MLP reads flat vectors, the conv VAE images
+    assert model.data_shape == ((math.prod(data_shape),) if kind == "mlp" else data_shape)
+    q = model.posterior(params, x)
+    chex.assert_shape([q.loc, q.logvar, q.sample(seed=jax.random.key(1))], (5,))
+    p_x = model.likelihood(params, q.mean())
+    chex.assert_shape(p_x.mean(), model.data_shape)
+    assert p_x.log_prob(x).shape == ()
+    assert model.prior(params).log_prob(q.mean()).shape == ()
+    batched = jax.vmap(lambda x: model.posterior(params, x))(jnp.zeros((4,) + model.data_shape))
+    chex.assert_shape([batched.loc, batched.logvar], (4, 5))
 
 
 def test_seed_conv_architecture_layers():
-    vae = models.make_vae("conv", data_shape=(28, 28, 1), latent_dim=2)
+    vae = models.conv_vae(data_shape=(28, 28, 1), latent_dim=2)
     params = vae.init(jax.random.key(0))
     enc = jax.tree.map(jnp.shape, params["encoder"])
     dec = jax.tree.map(jnp.shape, params["decoder"])
@@ -47,23 +51,29 @@ def test_seed_conv_architecture_layers():
 @pytest.mark.parametrize("data_shape", [(28, 28, 1), (32, 32, 3)])
 def test_conv_vae_equals_the_same_model_built_from_flax_convs(data_shape, monkeypatch):
     """vaejax.layers are drop-in: the param tree (so checkpoints) and the function are flax's."""
-    vae = models.make_vae("conv", data_shape=data_shape, latent_dim=2)
+    vae = models.conv_vae(data_shape=data_shape, latent_dim=2)
     with monkeypatch.context() as m:
-        m.setattr(models, "Conv", nn.Conv)
-        m.setattr(models, "ConvTranspose", nn.ConvTranspose)
-        reference = models.make_vae("conv", data_shape=data_shape, latent_dim=2)
+        m.setattr(models.conv, "Conv", nn.Conv)
+        m.setattr(models.conv, "ConvTranspose", nn.ConvTranspose)
+        reference = models.conv_vae(data_shape=data_shape, latent_dim=2)
         reference_params = reference.init(jax.random.key(0))
         x = jax.random.uniform(jax.random.key(1), data_shape)
-        expected = reference.encode(reference_params, x), reference.decode(reference_params, jnp.ones(2))
+        expected = _raw(reference, reference_params, x)
     params = vae.init(jax.random.key(0))
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference_params)
     chex.assert_trees_all_equal(params, reference_params)
-    actual = vae.encode(params, x), vae.decode(params, jnp.ones(2))
+    actual = _raw(vae, params, x)
     chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+def _raw(model, params, x):
+    """The encoder's (mean, logvar) and the decoder's logits at z = (1, 1)."""
+    q = model.posterior(params, x)
+    return (q.loc, q.logvar), model.likelihood(params, jnp.ones(2)).logits
+
+
 def test_mlp_mirrors_hidden_sizes():
-    vae = models.make_vae("mlp", data_shape=(28, 28, 1), latent_dim=20, hidden_sizes=(400,))
+    vae = models.mlp_vae(data_shape=(28, 28, 1), latent_dim=20, hidden_sizes=(400,))
     params = vae.init(jax.random.key(0))
     assert params["encoder"]["Dense_0"]["kernel"].shape == (784, 400)
     assert params["encoder"]["Dense_1"]["kernel"].shape == (400, 40)
@@ -73,31 +83,36 @@ def test_mlp_mirrors_hidden_sizes():
 
 
 def test_bad_inputs_raise_readable_errors():
-    vae = models.make_vae("mlp", data_shape=(28, 28, 1), latent_dim=3)
+    vae = models.mlp_vae(data_shape=(28, 28, 1), latent_dim=3)
     params = vae.init(jax.random.key(0))
     with pytest.raises(ValueError, match="one example"):
-        vae.encode(params, jnp.zeros((8, 28, 28, 1)))
+        vae.posterior(params, jnp.zeros((8, 784)))
     with pytest.raises(ValueError, match="one z"):
-        vae.decode(params, jnp.zeros((8, 3)))
+        vae.likelihood(params, jnp.zeros((8, 3)))
     with pytest.raises(ValueError, match="divisible by 4"):
-        models.make_vae("conv", data_shape=(30, 30, 1), latent_dim=2)
-    with pytest.raises(ValueError, match="Unknown model kind"):
-        models.make_vae("rnn", data_shape=(28, 28, 1), latent_dim=2)
+        models.build(dict(kind="conv", latent_dim=2), (30, 30, 1))
+    with pytest.raises(ValueError, match="Unknown model.kind 'rnn'.*'conv', 'mlp'.*module:attribute"):
+        models.build(dict(kind="rnn", latent_dim=2), (28, 28, 1))
     with pytest.raises(ValueError, match="Unknown activation"):
-        models.make_vae("mlp", data_shape=(28, 28, 1), latent_dim=2, activation="swishy")
+        models.build(dict(kind="mlp", latent_dim=2, activation="swishy"), (28, 28, 1))
+    with pytest.raises(ValueError, match="model.kind='conv'.*hidden_sizes"):
+        models.build(dict(kind="conv", latent_dim=2, hidden_sizes=(4,)), (28, 28, 1))
+    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
+        models.build(dict(kind="mlp", latent_dim=2, likelihood="poisson"), (28, 28, 1))
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_optax_steps_lower_the_loss_on_a_fixed_batch(kind):
-    vae = models.make_vae(kind, data_shape=(28, 28, 1), latent_dim=4, hidden_sizes=(64,))
+    fields = dict(kind=kind, latent_dim=4) | ({"hidden_sizes": (64,)} if kind == "mlp" else {})
+    vae = models.build(fields, (28, 28, 1))
     params = vae.init(jax.random.key(0))
-    x = (jax.random.uniform(jax.random.key(1), (16, 28, 28, 1)) < 0.3).astype(jnp.float32)
+    x = (jax.random.uniform(jax.random.key(1), (16,) + vae.data_shape) < 0.3).astype(jnp.float32)
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
 
     def loss_fn(params, key):
-        value, _ = vaejax.batch_elbo(key, x, lambda xi: vae.encode(params, xi),
-                                     lambda z: vae.decode(params, z))
+        value, _ = vaejax.batch_elbo(key, x, lambda xi: vae.posterior(params, xi),
+                                     lambda z: vae.likelihood(params, z), prior=vae.prior(params))
         return -value
 
     @jax.jit

@@ -1,34 +1,62 @@
-"""vaejax: variational autoencoders in JAX. The pure core: distributions, objectives, models."""
-from vaejax.distributions import bernoulli_log_prob
-from vaejax.distributions import diag_gaussian_log_prob
-from vaejax.distributions import diag_gaussian_sample
-from vaejax.distributions import gaussian_log_prob
-from vaejax.distributions import kl_diag_gaussians
-from vaejax.distributions import kl_to_standard_normal
-from vaejax.distributions import kl_to_standard_normal_per_dim
-from vaejax.distributions import standard_normal_log_prob
-from vaejax.objectives import batch_elbo
-from vaejax.objectives import batch_iwae_bound
-from vaejax.objectives import beta_schedule
-from vaejax.objectives import constant_beta
-from vaejax.objectives import cyclical_beta
-from vaejax.objectives import elbo
-from vaejax.objectives import iwae_bound
-from vaejax.objectives import iwae_log_weights
-from vaejax.objectives import linear_warmup_beta
-from vaejax.objectives import log_likelihood_fn
-from vaejax.models import VAE
-from vaejax.models import make_vae
+"""vaejax: variational autoencoders in JAX.
+
+The pure core: distributions, evidence bounds and their batch helpers, KL schedules, and
+models as plug-ins; `load_run` gives back a trained run as (model, params, config).
+"""
+from vaejax import _compat
+
+_compat.restore_tfp_alias()  # before anyone imports distrax (see vaejax/_compat.py)
+
+from vaejax.distributions import Bernoulli  # noqa: E402
+from vaejax.distributions import DiagGaussian  # noqa: E402
+from vaejax.distributions import StandardNormal  # noqa: E402
+from vaejax.distributions import bernoulli_log_prob  # noqa: E402
+from vaejax.distributions import diag_gaussian_log_prob  # noqa: E402
+from vaejax.distributions import diag_gaussian_sample  # noqa: E402
+from vaejax.distributions import gaussian_log_prob  # noqa: E402
+from vaejax.distributions import kl_closed_form  # noqa: E402
+from vaejax.distributions import kl_diag_gaussians  # noqa: E402
+from vaejax.distributions import kl_diag_gaussians_per_dim  # noqa: E402
+from vaejax.distributions import kl_to_standard_normal  # noqa: E402
+from vaejax.distributions import kl_to_standard_normal_per_dim  # noqa: E402
+from vaejax.distributions import standard_normal_log_prob  # noqa: E402
+from vaejax.objectives import OBJECTIVES  # noqa: E402
+from vaejax.objectives import batch_elbo  # noqa: E402
+from vaejax.objectives import batch_iwae_bound  # noqa: E402
+from vaejax.objectives import beta_schedule  # noqa: E402
+from vaejax.objectives import constant_beta  # noqa: E402
+from vaejax.objectives import cyclical_beta  # noqa: E402
+from vaejax.objectives import elbo  # noqa: E402
+from vaejax.objectives import iwae_bound  # noqa: E402
+from vaejax.objectives import iwae_log_weights  # noqa: E402
+from vaejax.objectives import linear_warmup_beta  # noqa: E402
+from vaejax.objectives import log_likelihood_fn  # noqa: E402
+from vaejax.models import MODELS  # noqa: E402
+from vaejax.models import EncoderDecoderVAE  # noqa: E402
+
+
+def load_run(workdir, **kwargs):
+    """`model, params, config = vaejax.load_run(workdir)`: see `vaejax.runs.load_run`."""
+    from vaejax.runs import load_run as load  # noqa: PLC0415  (the runtime loads lazily)
+
+    return load(workdir, **kwargs)
+
 
 __all__ = [
+    "Bernoulli",
+    "DiagGaussian",
+    "StandardNormal",
     "bernoulli_log_prob",
     "diag_gaussian_log_prob",
     "diag_gaussian_sample",
     "gaussian_log_prob",
+    "kl_closed_form",
     "kl_diag_gaussians",
+    "kl_diag_gaussians_per_dim",
     "kl_to_standard_normal",
     "kl_to_standard_normal_per_dim",
     "standard_normal_log_prob",
+    "OBJECTIVES",
     "batch_elbo",
     "batch_iwae_bound",
     "beta_schedule",
@@ -39,6 +67,7 @@ __all__ = [
     "iwae_log_weights",
     "linear_warmup_beta",
     "log_likelihood_fn",
-    "VAE",
-    "make_vae",
+    "MODELS",
+    "EncoderDecoderVAE",
+    "load_run",
 ]

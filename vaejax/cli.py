@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as error:  # noqa: BLE001  (one readable line, no traceback, for known errors)
         from vaejax import config as config_lib  # noqa: PLC0415
+        from vaejax import loop  # noqa: PLC0415
         from vaejax import train as train_lib  # noqa: PLC0415
 
         # Bad input (settings, names, files) reads as one line; set VAEJAX_TRACEBACK=1 to see more.
-        known = (config_lib.ConfigError, train_lib.WorkdirExistsError, train_lib.TrainingDiverged,
+        known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
                  FileNotFoundError, ValueError)
         if os.environ.get("VAEJAX_TRACEBACK") == "1":
             raise
@@ -132,24 +133,24 @@ def _run(args, overrides: list[str]) -> int:
         config = config_lib.apply_overrides(config, overrides)
         evaluate.evaluate_run(args.workdir, config=config)
     elif args.command == "sample":
-        from vaejax import sample  # noqa: PLC0415
+        from vaejax import figures  # noqa: PLC0415
 
-        sample.sample_run(args.workdir)
+        figures.sample_run(args.workdir)
     elif args.command == "reproduce":
         from vaejax import reproduce  # noqa: PLC0415
 
         report = reproduce.reproduce(args.run, args.workdir)
         return 0 if report["match"] else 1
     elif args.command == "sweep":
-        from vaejax import sweep  # noqa: PLC0415
+        from vaejax import sweeps  # noqa: PLC0415
 
-        sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
-                        max_group_size=args.max_group_size, dry_run=args.dry_run,
-                        shard=args.shard)
+        sweeps.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
+                         max_group_size=args.max_group_size, dry_run=args.dry_run,
+                         shard=args.shard)
     elif args.command == "sweep-report":
-        from vaejax import sweep  # noqa: PLC0415
+        from vaejax import sweeps  # noqa: PLC0415
 
-        sweep.report(args.workdir)
+        sweeps.report(args.workdir)
     elif args.command == "data":
         from vaejax import data  # noqa: PLC0415
 

@@ -39,12 +39,27 @@ def sibling(this_file: str, name: str):
 
 
 def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-    """`get_config()` of the file at `path`, with `overrides` ("a.b=value") applied."""
+    """`get_config()` of the file at `path`, with `overrides` ("a.b=value") applied.
+
+    Sets `experiment_dir` to the file's folder (unless the file sets it): `"module:attribute"`
+    models and objectives are imported from there.
+    """
     module = load_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} has no get_config() function.")
     config = module.get_config()
+    if not config.get("experiment_dir"):
+        config.experiment_dir = str(pathlib.Path(path).resolve().parent)
     return apply_overrides(config, overrides)
+
+
+def upgrade(config: dict) -> dict:
+    """A config recorded by an older vaejax, in today's layout: the top-level `likelihood`
+    moved into `model` (it is part of the model since models became plug-ins)."""
+    config = dict(config)
+    if "likelihood" in config:
+        config["model"] = {**config["model"], "likelihood": config.pop("likelihood")}
+    return config
 
 
 def flatten(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:

@@ -7,8 +7,15 @@ correct under `jax_numpy_rank_promotion="raise"`. The likelihood helpers
 return a scalar: vmap them for a batch.
 
 Diagonal Gaussians are parameterized by `mean` and `logvar = log sigma^2`.
+
+The classes at the end (`DiagGaussian`, `StandardNormal`, `Bernoulli`) wrap these functions
+as distributions with distrax's interface, so that models and objectives can pass
+distributions around as values; `kl_closed_form` picks the closed-form KL of a pair.
 """
+import dataclasses
+import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,16 +96,25 @@ def kl_to_standard_normal(mean, logvar):
     return jnp.sum(kl_to_standard_normal_per_dim(mean, logvar), axis=-1)
 
 
-def kl_diag_gaussians(mean_q, logvar_q, mean_p, logvar_p):
-    """KL(N(mean_q, diag(exp(logvar_q))) || N(mean_p, diag(exp(logvar_p)))) in nats.
+def kl_diag_gaussians_per_dim(mean_q, logvar_q, mean_p, logvar_p):
+    """KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p))) in nats, per dimension.
 
-    Closed form, summed over the last axis: `(..., Z) x 4 -> (...)`,
-        0.5 * sum_d [logvar_p - logvar_q + (exp(logvar_q) + (mean_q - mean_p)^2) / exp(logvar_p) - 1].
+    `(..., Z) x 4 -> (..., Z)`: 0.5 * [logvar_p - logvar_q + (exp(logvar_q) + (mean_q - mean_p)^2)
+    / exp(logvar_p) - 1].
     """
     mean_q, logvar_q, mean_p, logvar_p = _broadcast(mean_q, logvar_q, mean_p, logvar_p)
     variance_ratio = jnp.exp(logvar_q - logvar_p)
     mahalanobis = jnp.square(mean_q - mean_p) * jnp.exp(-logvar_p)
-    return 0.5 * jnp.sum(variance_ratio + mahalanobis - 1.0 - (logvar_q - logvar_p), axis=-1)
+    return 0.5 * (variance_ratio + mahalanobis - 1.0 - (logvar_q - logvar_p))
+
+
+def kl_diag_gaussians(mean_q, logvar_q, mean_p, logvar_p):
+    """KL(N(mean_q, diag(exp(logvar_q))) || N(mean_p, diag(exp(logvar_p)))) in nats.
+
+    Closed form, summed over the last axis: `(..., Z) x 4 -> (...)`; see
+    `kl_diag_gaussians_per_dim`.
+    """
+    return jnp.sum(kl_diag_gaussians_per_dim(mean_q, logvar_q, mean_p, logvar_p), axis=-1)
 
 
 def _check_same_shape(x, other, what):
@@ -153,3 +169,183 @@ def gaussian_log_prob(x, mean, logvar):
         _check_same_shape(x, logvar, "logvar")
     x, mean, logvar = _broadcast(x, mean, logvar)
     return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(x - mean) * jnp.exp(-logvar))
+
+
+# -- distributions as values -------------------------------------------------------------
+#
+# One example's distribution over z or x, with distrax's interface: `sample(seed=,
+# sample_shape=)`, `sample_and_log_prob(seed=, sample_shape=)`, `log_prob(value)`, `mean()`,
+# `kl_divergence(other)`. Every axis of the parameters is an event axis (there is no batch
+# shape: vmap over examples), so `log_prob` of a `sample_shape + event_shape` value returns
+# `sample_shape`. They are pytrees, so models may return them from jitted and vmapped code.
+# The objectives accept these, distrax's and TensorFlow Probability's (JAX substrate)
+# distributions alike; these keep vaejax's fast paths (closed-form KLs, the single-pass
+# Bernoulli on binary data).
+
+
+def _sample_shape(sample_shape) -> tuple[int, ...]:
+    return (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+
+
+def _event_axes(ndim: int) -> tuple[int, ...]:
+    return tuple(range(-ndim, 0))
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["loc", "logvar"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class DiagGaussian:
+    """N(loc, diag(exp(logvar))) over one example: every axis is an event axis.
+
+    For z: `loc`, `logvar` of shape (Z,); for x (a Gaussian likelihood): shaped like x, or
+    a scalar `logvar` shared by every element. `mean()` returns `loc` (broadcast).
+    """
+
+    loc: jax.Array
+    logvar: jax.Array
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(jnp.broadcast_shapes(jnp.shape(self.loc), jnp.shape(self.logvar)))
+
+    def mean(self):
+        return jnp.broadcast_to(self.loc, self.event_shape)
+
+    def variance(self):
+        return jnp.broadcast_to(jnp.exp(self.logvar), self.event_shape)
+
+    def sample(self, *, seed, sample_shape=()):
+        """Reparameterized: loc + exp(logvar / 2) * eps; `sample_shape + event_shape`."""
+        return diag_gaussian_sample(seed, self.loc, self.logvar, _sample_shape(sample_shape))
+
+    def log_prob(self, value):
+        """Nats, summed over the event axes: `sample_shape + event_shape -> sample_shape`."""
+        ndim = len(self.event_shape)
+        if ndim == 1:  # a latent: the formula of `diag_gaussian_log_prob`
+            return diag_gaussian_log_prob(value, self.loc, self.logvar)
+        value, mean, logvar = _broadcast(value, self.loc, self.logvar)
+        return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(value - mean) * jnp.exp(-logvar),
+                              axis=_event_axes(ndim))
+
+    def sample_and_log_prob(self, *, seed, sample_shape=()):
+        z = self.sample(seed=seed, sample_shape=sample_shape)
+        return z, self.log_prob(z)
+
+    def kl_divergence(self, other):
+        kl = kl_closed_form(self, other)
+        if kl is None:
+            raise NotImplementedError(
+                f"no closed-form KL between {type(self).__name__} and {type(other).__name__}")
+        return jnp.sum(kl.per_dim) if kl.per_dim is not None else kl.total
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[],
+                   meta_fields=["event_shape"])
+@dataclasses.dataclass(frozen=True)
+class StandardNormal:
+    """N(0, I) over `event_shape` (one latent, e.g. (Z,)): the default prior p(z)."""
+
+    event_shape: tuple[int, ...]
+
+    def mean(self):
+        return jnp.zeros(self.event_shape)
+
+    def sample(self, *, seed, sample_shape=()):
+        return jax.random.normal(seed, _sample_shape(sample_shape) + tuple(self.event_shape))
+
+    def log_prob(self, value):
+        """Nats, summed over the event axes: `sample_shape + event_shape -> sample_shape`."""
+        if len(self.event_shape) == 1:
+            return standard_normal_log_prob(value)
+        value = jnp.asarray(value, _float_dtype(value))
+        return -0.5 * jnp.sum(LOG_2PI + jnp.square(value), axis=_event_axes(len(self.event_shape)))
+
+    def sample_and_log_prob(self, *, seed, sample_shape=()):
+        z = self.sample(seed=seed, sample_shape=sample_shape)
+        return z, self.log_prob(z)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["logits"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class Bernoulli:
+    """Independent Bernoulli(sigmoid(logits)) pixels of one example: every axis is an event axis.
+
+    `log_prob(x)` accepts soft x in [0, 1] (then minus the cross-entropy), as
+    `bernoulli_log_prob`; `log_prob_binary(x)` is the single-pass form for x in {0, 1}.
+    """
+
+    logits: jax.Array
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(jnp.shape(self.logits))
+
+    def mean(self):
+        return jax.nn.sigmoid(self.logits)
+
+    def log_prob(self, value):
+        """Nats, a scalar: `bernoulli_log_prob(value, logits)` (value shaped like the logits)."""
+        return bernoulli_log_prob(value, self.logits)
+
+    def log_prob_binary(self, value):
+        """`log_prob` for value in {0, 1} only, in one pass: `bernoulli_log_prob_binary`."""
+        return bernoulli_log_prob_binary(value, self.logits)
+
+    def sample(self, *, seed, sample_shape=()):
+        shape = _sample_shape(sample_shape) + self.event_shape
+        return jax.random.bernoulli(seed, jax.nn.sigmoid(self.logits), shape).astype(jnp.float32)
+
+    def sample_and_log_prob(self, *, seed, sample_shape=()):
+        x = self.sample(seed=seed, sample_shape=sample_shape)
+        return x, jax.vmap(self.log_prob)(x.reshape((-1,) + self.event_shape)).reshape(
+            _sample_shape(sample_shape))
+
+
+def is_distribution(value) -> bool:
+    """True for anything with distrax's `log_prob` (vaejax's, distrax's, TFP-on-JAX's)."""
+    return hasattr(value, "log_prob") and callable(value.log_prob)
+
+
+def sample_and_log_prob(dist, key, sample_shape):
+    """`dist.sample_and_log_prob`, or TFP's `experimental_sample_and_log_prob`."""
+    if hasattr(dist, "sample_and_log_prob"):
+        return dist.sample_and_log_prob(seed=key, sample_shape=sample_shape)
+    if hasattr(dist, "experimental_sample_and_log_prob"):
+        return dist.experimental_sample_and_log_prob(seed=key, sample_shape=sample_shape)
+    z = dist.sample(seed=key, sample_shape=sample_shape)
+    return z, dist.log_prob(z)
+
+
+class ClosedFormKL(NamedTuple):
+    """KL(q || p) in nats: `per_dim` (Z,) where the pair factorizes per latent dimension,
+    else None with `total` the scalar KL."""
+
+    per_dim: jax.Array | None
+    total: jax.Array | None = None
+
+
+def kl_closed_form(q, p) -> ClosedFormKL | None:
+    """The closed-form KL(q || p) of one example in nats, or None where the pair has none.
+
+    Per dimension for a vaejax `DiagGaussian` q against `StandardNormal` (today's formula,
+    `kl_to_standard_normal_per_dim`) or against a `DiagGaussian` p (a learned or fixed
+    non-standard Gaussian prior, `kl_diag_gaussians_per_dim`). Otherwise whatever distrax or
+    TFP registers for the pair (`q.kl_divergence(p)`), as a total. None means: estimate it
+    by Monte Carlo (the objectives do, over their own draws).
+    """
+    if isinstance(q, DiagGaussian) and len(q.event_shape) == 1:
+        if isinstance(p, StandardNormal):
+            return ClosedFormKL(kl_to_standard_normal_per_dim(q.loc, q.logvar))
+        if isinstance(p, DiagGaussian):
+            return ClosedFormKL(kl_diag_gaussians_per_dim(q.loc, q.logvar, p.loc, p.logvar))
+        return None
+    if isinstance(q, (DiagGaussian, StandardNormal, Bernoulli)) or isinstance(
+            p, (DiagGaussian, StandardNormal, Bernoulli)):
+        return None  # a vaejax distribution against a foreign one: no registered KL
+    kl_method = getattr(q, "kl_divergence", None)
+    if kl_method is None:
+        return None
+    try:
+        return ClosedFormKL(None, kl_method(p))
+    except (NotImplementedError, TypeError):
+        return None

@@ -1,6 +1,7 @@
 """Evaluation: test negative ELBO, IWAE estimate of the negative log-likelihood, active
 units, KL per latent dimension, rate and distortion. All values in nats per example.
 
+Works for any model of the protocol in `vaejax.models` (posterior / prior / likelihood).
 Each test example gets its own keys, folded from the run's eval key and the example's
 index, so results do not depend on the batch or chunk sizes used to compute them. The
 same binarization of each test image is used by every metric.
@@ -18,18 +19,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import data as data_lib
-from vaejax import distributions, objectives
-
+from vaejax import distributions, figures, objectives, records, runs
+from vaejax.program import run_keys
 
 BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
 
 
-def eval_likelihood(likelihood, preprocessing):
-    """The log-likelihood evaluation uses: the single-pass binary Bernoulli form when the
-    preprocessing makes x binary (the same values, faster for IWAE), else `likelihood`."""
-    if likelihood == "bernoulli" and preprocessing in BINARY_PREPROCESSING:
-        return distributions.bernoulli_log_prob_binary
-    return likelihood
+def binary_log_likelihood(x, p_x):
+    """log p(x|z) for x in {0, 1}: Bernoulli's single-pass form where it applies (the same
+    values, faster for IWAE), else `p_x.log_prob(x)`."""
+    if isinstance(p_x, distributions.Bernoulli):
+        return p_x.log_prob_binary(x)
+    return p_x.log_prob(x)
+
+
+def _log_likelihood(preprocessing):
+    return binary_log_likelihood if preprocessing in BINARY_PREPROCESSING else "bernoulli"
 
 
 def _example_streams(key):
@@ -40,61 +45,69 @@ def _example_streams(key):
 
 def _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape):
     """Preprocessed examples `idx_B` (B,), each binarized with its own key, in the model's
-    input shape: (B,) + data_shape (an MLP takes flat vectors, see `train.model_data_shape`)."""
+    input shape: (B,) + data_shape (the MLP reads flat vectors)."""
     keys = jax.vmap(jax.random.fold_in, (None, 0))(binarize_key, idx_B)
     x = jax.vmap(functools.partial(data_lib.preprocess, kind=preprocessing))(
         keys, images_uint8[idx_B])
     return x.reshape((x.shape[0],) + tuple(data_shape))
 
 
-def elbo_metrics(vae, params, images_uint8, key, *, likelihood, preprocessing, batch_size,
+def _flat(tree):
+    """A pytree of arrays (one latent) as one vector."""
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
+def elbo_metrics(model, params, images_uint8, key, *, data_shape, preprocessing, batch_size,
                  threshold=0.01):
     """ELBO-based metrics over all of `images_uint8` (N, H, W, C), one posterior sample each.
 
     Returns a dict of device scalars/vectors:
       neg_elbo, rate (KL), distortion (-E_q log p(x|z)): means over examples, nats;
-      kl_per_dim (Z,): mean KL of each latent dimension, nats;
+      kl_per_dim (Z,): mean KL of each latent dimension, nats (only where q and p have a
+        per-dimension closed form);
       posterior_mean_variance (Z,): Cov_x(E_q[z_d]) across examples (Burda et al. 2015);
       active_units: how many dimensions have that variance above `threshold`.
     """
     n = images_uint8.shape[0]
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
     binarize_key, noise_key = _example_streams(key)
-    encode = functools.partial(vae.encode, params)
-    decode = functools.partial(vae.decode, params)
-    latent_dim = vae.latent_dim
+    encode, decode, prior = objectives.model_functions(model, params)
 
     def per_example(i, x):
         value, aux = objectives.elbo(jax.random.fold_in(noise_key, i), x, encode, decode,
-                                     likelihood=eval_likelihood(likelihood, preprocessing))
-        mean, _ = encode(x)
-        return value, aux["kl"], aux["reconstruction"], aux["kl_per_dim"], mean
+                                     likelihood=_log_likelihood(preprocessing), prior=prior)
+        mean = _flat(encode(x).mean())
+        parts = {"value": value, "kl": aux["kl"], "rec": aux["reconstruction"], "mean": mean,
+                 "mean2": mean**2}
+        if "kl_per_dim" in aux:
+            parts["kl_per_dim"] = aux["kl_per_dim"]
+        return parts
 
     def body(carry, batch):
         idx_B, mask_B = batch
-        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, vae.data_shape)
-        value, kl, rec, kl_dims, mean = jax.vmap(per_example)(idx_B, x)
+        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape)
+        parts = jax.vmap(per_example)(idx_B, x)
         w = mask_B.astype(jnp.float32)
-        wz = w[:, None]
-        sums = (jnp.sum(w * value), jnp.sum(w * kl), jnp.sum(w * rec),
-                jnp.sum(wz * kl_dims, 0), jnp.sum(wz * mean, 0), jnp.sum(wz * mean**2, 0))
+        sums = {k: jnp.sum(w.reshape(w.shape + (1,) * (v.ndim - 1)) * v, 0) for k, v in parts.items()}
         return jax.tree.map(jnp.add, carry, sums), None
 
-    zeros = jnp.zeros((latent_dim,), jnp.float32)
-    init = (jnp.float32(0), jnp.float32(0), jnp.float32(0), zeros, zeros, zeros)
-    (value, kl, rec, kl_dims, m1, m2), _ = jax.lax.scan(body, init, (idx, mask))
-    variance = m2 / n - (m1 / n) ** 2
-    return {
-        "neg_elbo": -value / n,
-        "rate": kl / n,
-        "distortion": -rec / n,
-        "kl_per_dim": kl_dims / n,
+    shapes = jax.eval_shape(per_example, 0, jax.ShapeDtypeStruct(tuple(data_shape), jnp.float32))
+    init = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+    sums, _ = jax.lax.scan(body, init, (idx, mask))
+    variance = sums["mean2"] / n - (sums["mean"] / n) ** 2
+    out = {
+        "neg_elbo": -sums["value"] / n,
+        "rate": sums["kl"] / n,
+        "distortion": -sums["rec"] / n,
         "posterior_mean_variance": variance,
         "active_units": jnp.sum(variance > threshold),
     }
+    if "kl_per_dim" in sums:
+        out["kl_per_dim"] = sums["kl_per_dim"] / n
+    return out
 
 
-def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, preprocessing,
+def iwae_batch_log_px(model, params, key, images_uint8, idx_B, *, data_shape, preprocessing,
                       num_samples, chunk_size):
     """IWAE estimate of log p(x) for the examples `idx_B` (B,) of `images_uint8`: (B,), nats.
 
@@ -104,16 +117,15 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
     """
     num_chunks = num_samples // chunk_size
     binarize_key, noise_key = _example_streams(key)
-    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, vae.data_shape)
-    encode = functools.partial(vae.encode, params)
-    decode = functools.partial(vae.decode, params)
+    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape)
+    encode, decode, prior = objectives.model_functions(model, params)
 
     def chunk(c):
         def one(i, x_i):
             k = jax.random.fold_in(jax.random.fold_in(noise_key, i), c)
             log_w = objectives.iwae_log_weights(
-                k, x_i, encode, decode, likelihood=eval_likelihood(likelihood, preprocessing),
-                num_samples=chunk_size)
+                k, x_i, encode, decode, likelihood=_log_likelihood(preprocessing),
+                num_samples=chunk_size, prior=prior)
             return jax.nn.logsumexp(log_w)
         return jax.vmap(one)(idx_B, x)
 
@@ -122,24 +134,33 @@ def iwae_batch_log_px(vae, params, key, images_uint8, idx_B, *, likelihood, prep
 
 
 def _compiled_once(fn, static_argnames, model_axes):
-    """`fn(vae, *args, **settings)` jitted once per (vae, settings, shapes) and reused by
+    """`fn(model, *args, **settings)` jitted once per (model, settings, shapes) and reused by
     every later call in the process, and the same vmapped over a leading axis of M models
-    in the `args` that `model_axes` marks (a sweep group). `vae` must be hashable."""
-    def over_models(vae, *args, **settings):
-        return jax.vmap(functools.partial(fn, vae, **settings), in_axes=model_axes)(*args)
+    in the `args` that `model_axes` marks (a sweep group). `model` must be hashable."""
+    def over_models(model, *args, **settings):
+        return jax.vmap(functools.partial(fn, model, **settings), in_axes=model_axes)(*args)
 
     jit = functools.partial(jax.jit, static_argnums=0, static_argnames=static_argnames)
     return jit(fn), jit(over_models)
 
 
 _elbo_metrics, _elbo_metrics_stacked = _compiled_once(
-    elbo_metrics, ("likelihood", "preprocessing", "batch_size", "threshold"), (0, None, 0))
+    elbo_metrics, ("data_shape", "preprocessing", "batch_size", "threshold"), (0, None, 0))
 _iwae_batch, _iwae_batch_stacked = _compiled_once(
-    iwae_batch_log_px, ("likelihood", "preprocessing", "num_samples", "chunk_size"),
+    iwae_batch_log_px, ("data_shape", "preprocessing", "num_samples", "chunk_size"),
     (0, 0, None, None))
 
 
-def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preprocessing,
+def validation_metrics(program, params, hyper, images_uint8):
+    """Negative ELBO, rate and distortion of one member on `images_uint8` (nats per example):
+    a pure function, vmapped over the members of a group."""
+    m = elbo_metrics(program.model, params, images_uint8, run_keys(hyper["seed"]).eval,
+                     data_shape=program.data_shape, preprocessing=program.preprocessing,
+                     batch_size=program.eval_batch_size)
+    return {"neg_elbo": m["neg_elbo"], "rate": m["rate"], "distortion": m["distortion"]}
+
+
+def iwae_log_likelihood(model, params, images_uint8, key, *, data_shape, preprocessing,
                         num_samples, chunk_size, batch_size, progress=None, stacked=False):
     """IWAE estimate of log p(x) for every example of `images_uint8`: (N,) numpy, nats.
 
@@ -147,15 +168,14 @@ def iwae_log_likelihood(vae, params, images_uint8, key, *, likelihood, preproces
     divisor of `num_samples` if needed. With `stacked=True`, `params` and `key` carry a
     leading axis of M models (a sweep group) and the result is (M, N).
     `progress(n)` is called after each batch with the number of examples done.
-    The program is compiled once per (vae, settings, shapes), so `vae` must be hashable
-    (vaejax's `VAE` is: a frozen dataclass).
+    The program is compiled once per (model, settings, shapes), so `model` must be hashable.
     """
     if num_samples % chunk_size:
         chunk_size = math.gcd(num_samples, chunk_size)
     n = images_uint8.shape[0]
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
-    fn = functools.partial(_iwae_batch_stacked if stacked else _iwae_batch, vae,
-                           likelihood=likelihood, preprocessing=preprocessing,
+    fn = functools.partial(_iwae_batch_stacked if stacked else _iwae_batch, model,
+                           data_shape=tuple(data_shape), preprocessing=preprocessing,
                            num_samples=num_samples, chunk_size=chunk_size)
     out = []
     for b in range(idx.shape[0]):
@@ -176,18 +196,16 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from vaejax.train import run_keys  # noqa: PLC0415
-
     if eval_config.num_test_examples > 0:
         test_uint8 = test_uint8[: eval_config.num_test_examples]
-    stacked = jnp.ndim(hyper.seed) == 1
-    members = int(hyper.seed.shape[0]) if stacked else 1
+    stacked = jnp.ndim(hyper["seed"]) == 1
+    members = int(hyper["seed"].shape[0]) if stacked else 1
     eval_key = lambda seed: run_keys(seed).eval  # noqa: E731
-    keys = jax.vmap(eval_key)(hyper.seed) if stacked else eval_key(hyper.seed)
+    keys = jax.vmap(eval_key)(hyper["seed"]) if stacked else eval_key(hyper["seed"])
     start = time.perf_counter()
     elbo_fn = _elbo_metrics_stacked if stacked else _elbo_metrics
     m = jax.device_get(elbo_fn(
-        program.vae, params, test_uint8, keys, likelihood=program.likelihood,
+        program.model, params, test_uint8, keys, data_shape=program.data_shape,
         preprocessing=program.preprocessing, batch_size=eval_config.batch_size,
         threshold=eval_config.active_unit_threshold))
     k = eval_config.iwae_samples
@@ -197,7 +215,7 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
                    dynamic_ncols=True)
         iwae_start = time.perf_counter()
         log_px = iwae_log_likelihood(
-            program.vae, params, test_uint8, keys, likelihood=program.likelihood,
+            program.model, params, test_uint8, keys, data_shape=program.data_shape,
             preprocessing=program.preprocessing, num_samples=k,
             chunk_size=min(eval_config.iwae_chunk, k),
             batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
@@ -212,12 +230,13 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
             "test/neg_elbo": float(pick(m["neg_elbo"])),
             "test/rate": float(pick(m["rate"])),
             "test/distortion": float(pick(m["distortion"])),
-            "kl_per_dim": [float(v) for v in pick(m["kl_per_dim"])],
             "posterior_mean_variance": [float(v) for v in pick(m["posterior_mean_variance"])],
             "active_units": int(pick(m["active_units"])),
-            "latent_dim": program.vae.latent_dim,
+            "latent_dim": int(pick(m["posterior_mean_variance"]).shape[-1]),
             "num_test_examples": int(test_uint8.shape[0]),
         }
+        if "kl_per_dim" in m:
+            results["kl_per_dim"] = [float(v) for v in pick(m["kl_per_dim"])]
         if log_px is not None:
             lp = pick(log_px)
             results["test/nll"] = float(-np.mean(lp))
@@ -230,35 +249,32 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     return [member(i) for i in range(members)] if stacked else member(0)
 
 
-def evaluate_run(workdir, *, config=None, params=None, program=None, splits=None, log=print):
-    """Evaluates the latest checkpoint of `workdir`; writes results.json and the figures.
-
-    The optional arguments let `train` pass what it already holds; `vaejax eval` passes none.
-    """
-    from vaejax import records, sample  # noqa: PLC0415
-    from vaejax import train as train_lib  # noqa: PLC0415
-
+def finish_member(workdir, program, params, hyper, results, test_uint8, config, *, epoch=None,
+                  log=print, name=None) -> dict:
+    """Writes one model's evaluation into its workdir: figures first, then results.json (with
+    the epoch and step of the metrics it belongs to), so a run counts as finished only when
+    both exist."""
     workdir = pathlib.Path(workdir)
-    if config is None:
-        config = records.run_config(workdir)
-    if splits is None:
-        splits = train_lib.load_splits(config, log=log)
-    if program is None:
-        program = train_lib.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
-    hyper = train_lib.Hyper.from_config(config)
-    epoch = None
-    if params is None:
-        params, epoch = train_lib.restore_params(workdir, program, hyper)
-    results = test_metrics(program, params, hyper, splits.test, config.eval, log=log)
+    results = dict(results)
     last = records.last_metrics(workdir)
     if last is not None:
         results["epoch"] = last["epoch"] if epoch is None else epoch
         results["step"] = last["step"]
-    records.write_json(workdir / records.RESULTS, results)
     summary = ", ".join(f"{k} {results[k]:.2f}" for k in
                         ("test/neg_elbo", "test/nll", "test/rate", "test/distortion") if k in results)
-    log(f"eval: {summary}, active units {results['active_units']}/{program.vae.latent_dim} "
-        f"-> {workdir / records.RESULTS}")
+    log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
+        f"{results['latent_dim']} -> {workdir / records.RESULTS}")
     if config.eval.figures:
-        sample.draw_figures(workdir, program, params, hyper, splits.test, log=log)
+        figures.draw_figures(workdir, program, params, hyper, test_uint8, log=log)
+    records.write_json(workdir / records.RESULTS, results)
     return results
+
+
+def evaluate_run(workdir, *, config=None, log=print) -> dict:
+    """`vaejax eval`: evaluates the latest checkpoint of `workdir` (with `config`'s eval
+    settings when given); writes results.json and the figures."""
+    run = runs.load_run(workdir, config=config, log=log)
+    results = test_metrics(run.program, run.params, run.hyper, run.splits.test, run.config.eval,
+                           log=log)
+    return finish_member(workdir, run.program, run.params, run.hyper, results, run.splits.test,
+                         run.config, epoch=run.epoch, log=log)

@@ -1,8 +1,9 @@
 """Figures of a trained model, written as PNGs to `<workdir>/figures/`.
 
-Generation is `z ~ p(z)`, then decode; reconstruction is `z ~ q(z|x)`, then decode. Images
-show the decoder's mean: sigmoid(logits) for a Bernoulli likelihood, the mean for a Gaussian.
-All randomness comes from the run's eval key, so the figures of a run are reproducible.
+Generation is z ~ p(z), then the mean of p(x|z); reconstruction is z ~ q(z|x), then the mean
+of p(x|z): sigmoid(logits) for a Bernoulli likelihood, the mean (clipped to [0, 1]) for a
+Gaussian. Any model of the protocol in `vaejax.models` is drawn the same way. All randomness
+comes from the run's eval key, so the figures of a run are reproducible.
 """
 
 from __future__ import annotations
@@ -12,53 +13,57 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from vaejax import data as data_lib
-from vaejax import distributions, plots, records
+from vaejax import plots, records, runs
+from vaejax.program import run_keys
 
 FIGURES = ("prior_samples.png", "reconstructions.png", "latent_traversals.png",
            "training_curves.png", "latent_manifold.png")
 
 
-def decoder_mean(decoder_output, likelihood: str):
-    """The image a decoder output stands for, in [0, 1]."""
-    if likelihood == "bernoulli":
-        return jax.nn.sigmoid(decoder_output)
-    mean, _ = decoder_output
-    return jnp.clip(mean, 0.0, 1.0)
-
-
 def draw_figures(workdir, program, params, hyper, test_uint8, *, num_images: int = 10,
                  log=print) -> list[pathlib.Path]:
     """Writes the figures of `params` to `<workdir>/figures`; returns their paths."""
-    from vaejax.train import run_keys  # noqa: PLC0415
-
     out = pathlib.Path(workdir) / "figures"
-    vae, likelihood = program.vae, program.likelihood
+    model = program.model
     image_shape = tuple(test_uint8.shape[1:])  # the model may read flat vectors (MLP)
-    decode = jax.jit(jax.vmap(
-        lambda z: decoder_mean(vae.decode(params, z), likelihood).reshape(image_shape)))
-    encode = jax.jit(jax.vmap(
-        lambda x: vae.encode(params, x.reshape(vae.data_shape))))
     prior_key, binarize_key, posterior_key = jax.random.split(
-        jax.random.fold_in(run_keys(hyper.seed).eval, 1), 3)
-    z_dim = vae.latent_dim
-    paths = []
+        jax.random.fold_in(run_keys(hyper["seed"]).eval, 1), 3)
+    prior = model.prior(params)
+    z_example = prior.sample(seed=prior_key)
+    _, unravel = ravel_pytree(z_example)  # figures handle z as one flat vector
 
-    z = jax.random.normal(prior_key, (num_images * num_images, z_dim))
+    @jax.jit
+    def decode(z_flat_N):
+        mean = jax.vmap(lambda z: model.likelihood(params, unravel(z)).mean())(z_flat_N)
+        return jnp.clip(mean, 0.0, 1.0).reshape((-1,) + image_shape)
+
+    @jax.jit
+    def encode(key, x_N):
+        def one(k, x):
+            q = model.posterior(params, x)
+            return ravel_pytree(q.mean())[0], ravel_pytree(q.sample(seed=k))[0]
+        return jax.vmap(one)(jax.random.split(key, x_N.shape[0]), x_N)
+
+    paths = []
+    z = prior.sample(seed=prior_key, sample_shape=(num_images * num_images,))
+    z = jax.vmap(lambda zi: ravel_pytree(zi)[0])(z)
     paths.append(plots.prior_samples(np.asarray(decode(z)), out / "prior_samples.png",
                                      ncols=num_images))
 
-    x = data_lib.preprocess(binarize_key, test_uint8[: 2 * num_images], kind=program.preprocessing)
-    mean, logvar = encode(x)
-    z = distributions.diag_gaussian_sample(posterior_key, mean, logvar)
-    paths.append(plots.reconstructions(np.asarray(x), np.asarray(decode(z)),
-                                       out / "reconstructions.png", ncols=num_images))
+    x = program.inputs(binarize_key, test_uint8[: 2 * num_images])
+    mean, z = encode(posterior_key, x)
+    paths.append(plots.reconstructions(np.asarray(x).reshape((-1,) + image_shape),
+                                       np.asarray(decode(z)), out / "reconstructions.png",
+                                       ncols=num_images))
 
     # Traversals through the posterior mean of the first test image, along the dimensions
-    # with the largest KL (the ones the model uses), at most 10 of them.
-    kl = np.asarray(distributions.kl_to_standard_normal_per_dim(mean, logvar).mean(0))
-    dims = np.argsort(-kl)[: min(10, z_dim)]
+    # whose posterior means vary most across the shown images (the ones the model uses:
+    # Burda et al.'s activity statistic), at most 10 of them.
+    z_dim = int(mean.shape[-1])
+    activity = np.asarray(jnp.var(mean, axis=0))
+    dims = np.argsort(-activity)[: min(10, z_dim)]
     values = np.linspace(-3.0, 3.0, 11)
     base = np.asarray(mean[0])
     grid = np.repeat(base[None], len(dims) * len(values), 0)
@@ -72,7 +77,7 @@ def draw_figures(workdir, program, params, hyper, test_uint8, *, num_images: int
     if metrics:
         paths.append(plots.training_curves(metrics, out / "training_curves.png"))
 
-    if z_dim == 2:  # the seed's figure: decode a grid over [-3, 3]^2, z2 decreasing down rows
+    if z_dim == 2:  # a 2-D latent space: decode a grid over [-3, 3]^2, z2 decreasing down rows
         size, extent = 20, 3.0
         z1 = np.linspace(-extent, extent, size)
         z2 = np.linspace(extent, -extent, size)
@@ -86,11 +91,5 @@ def draw_figures(workdir, program, params, hyper, test_uint8, *, num_images: int
 
 def sample_run(workdir, log=print) -> list[pathlib.Path]:
     """`vaejax sample --workdir`: the figures of the latest checkpoint of a run."""
-    from vaejax import train as train_lib  # noqa: PLC0415
-
-    config = records.run_config(workdir)
-    splits = train_lib.load_splits(config, log=log)
-    program = train_lib.TrainProgram.build(config, splits.train.shape[1:], splits.train.shape[0])
-    hyper = train_lib.Hyper.from_config(config)
-    params, _ = train_lib.restore_params(workdir, program, hyper)
-    return draw_figures(workdir, program, params, hyper, splits.test, log=log)
+    run = runs.load_run(workdir, log=log)
+    return draw_figures(workdir, run.program, run.params, run.hyper, run.splits.test, log=log)

@@ -7,12 +7,9 @@ Same fields (`features`, `kernel_size`, `strides`, `padding="SAME"`), parameters
 
 Why: XLA:CPU runs these small convolutions slowly, above all the gradients of strided
 convolutions and the input-dilated convolution behind `lax.conv_transpose` (which also
-multiplies the zeros it inserts). With flax's layers the seed's conv VAE
-(experiments/seed_cvae.py: MNIST, latent 2, batch 32) trained at 2.6 GFLOP/s, about
-620 s per 50,000-image epoch, 42-50x its FLOP floor on 2 cores that multiply large
-matrices at 110-155 GFLOP/s. With these layers: about 33 GFLOP/s, 50-55 s per epoch
-(12x faster), 3.5-4.5x the floor; half of what is left is matmuls, half the data
-movement around them (concatenations, phase interleaving, ReLU gradients).
+multiplies the zeros it inserts). As matmuls, the conv VAE (experiments/cvae_mnist.py)
+trains about an order of magnitude faster on CPU; the measured epoch times, against the
+FLOP floor, are in benchmarks/RESULTS.md.
 
 Every convolution here is a correlation of a zero-padded input, computed one of two ways:
 
@@ -21,7 +18,7 @@ Every convolution here is a correlation of a zero-padded input, computed one of 
   * scatter (col2im), stride 1 only: `x @ kernel` as `(Cin, kh*kw*Cout)` first, then the
     sum of the kh*kw shifted `Cout`-channel blocks. It shifts `Cout` channels instead of
     `Cin`, so it is used when `Cout < Cin` (the decoder's last layer, 32 -> 1 channels:
-    4 ms per training step instead of 16).
+    a quarter of the time per training step, measured on CPU).
 
 The gradients of slices, pads and concatenations are slices, pads and concatenations,
 so forward and backward passes are matmuls plus cheap data movement.

@@ -21,8 +21,11 @@ from vaejax import config as config_lib
 RUN_RECORD = "run.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
+DIVERGED = "diverged.json"  # written by the loop when a member's loss becomes NaN/Inf
 # Config keys a resumed run may change: they do not alter the training trajectory.
-RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints")
+# (experiment_dir: where the experiment file was read from, which moves with the checkout.)
+RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
+                     "experiment_dir")
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -131,7 +134,7 @@ def read_run_record(workdir) -> dict:
 
 def run_config(workdir):
     """The resolved config a workdir was trained with."""
-    return config_lib.from_dict(read_run_record(workdir)["config"])
+    return config_lib.from_dict(config_lib.upgrade(read_run_record(workdir)["config"]))
 
 
 def read_metrics(workdir) -> list[dict]:

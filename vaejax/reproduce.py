@@ -1,7 +1,7 @@
 """`vaejax reproduce`: retrain a run from its record and compare every metric.
 
 On the same backend and device kind, a vaejax run is bitwise reproducible: every metric
-in metrics.jsonl and results.json must match exactly. Timings (`train.TIMING_KEYS`) are
+in metrics.jsonl and results.json must match exactly. Timings (`loop.TIMING_KEYS`) are
 measurements of the machine and are reported, not compared.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import pathlib
 
-from vaejax import records
+from vaejax import loop, records
 from vaejax import train as train_lib
 
 
 def _comparable(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in train_lib.TIMING_KEYS
+    return {k: v for k, v in row.items() if k not in loop.TIMING_KEYS
             and not k.endswith("_time")}
 
 

@@ -1,26 +1,62 @@
-"""Flax encoders and decoders, and a `VAE` whose encode/decode are pure functions.
+"""The model protocol, the registry that `config.model.kind` names, and what built-ins share.
 
-Every module here works on ONE example (no batch axis): `encode(params, x)` maps an
-image `x` of shape `data_shape` to the mean and log-variance of q(z|x), each `(Z,)`;
-`decode(params, z)` maps `z` of shape `(Z,)` to the decoder output. Batch them with
-`jax.vmap` (the objectives in `vaejax.objectives` do). XLA turns the vmapped
-matrix-vector products into matrix-matrix products, so nothing is lost in speed.
+A model is a hashable object (a frozen dataclass, say) with four pure functions of ONE
+example or latent, and the shape of the x it reads:
 
-Decoder outputs: Bernoulli logits shaped like `x`, or, for a Gaussian likelihood, the
-pair `(mean, logvar)` with `logvar` a learned per-pixel vector independent of `z`
-(or a fixed scalar when `gaussian_logvar` is a number).
+    init(key) -> params
+    posterior(params, x) -> q(z|x), a distribution over z      # x of shape `data_shape`
+    prior(params) -> p(z), a distribution over z
+    likelihood(params, z) -> p(x|z), a distribution over x      # one latent
+    data_shape: tuple[int, ...]   (optional: the image shape (H, W, C) when absent)
+
+"Distribution" is distrax's interface (`sample_and_log_prob(seed=, sample_shape=)`,
+`log_prob`, and `mean()` for evaluation and figures): vaejax's own (`vaejax.distributions`,
+with closed-form KLs), distrax's or TFP-on-JAX's. Training, evaluation, figures, `reproduce`
+and sweeps use nothing else, so a model written in one file plugs in with
+`config.model.kind = "my_file:MyModel"`: the attribute is called with `data_shape=` (the
+image shape) and the other `config.model` fields as keyword arguments.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaejax.layers import Conv, ConvTranspose
+from vaejax import distributions, registry
+
+MODELS = registry.Registry("model", "model.kind")
+
+
+class Model(Protocol):
+    """What vaejax needs of a model (see the module docstring)."""
+
+    def init(self, key: jax.Array) -> Any: ...
+
+    def posterior(self, params: Any, x: jax.Array) -> Any: ...
+
+    def prior(self, params: Any) -> Any: ...
+
+    def likelihood(self, params: Any, z: jax.Array) -> Any: ...
+
+
+def data_shape(model, image_shape) -> tuple[int, ...]:
+    """The shape of one x as `model` reads it: its `data_shape`, else the image shape."""
+    return tuple(int(d) for d in getattr(model, "data_shape", image_shape))
+
+
+def build(model_config, image_shape, *, search_path: str | None = None):
+    """The model `model_config.kind` names, called with `data_shape=image_shape` and the
+    other fields of `model_config` (a ConfigDict or dict) as keyword arguments."""
+    fields = dict(model_config)
+    factory = MODELS.get(fields.pop("kind"), search_path=search_path)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return registry.call_with_fields(factory, fields, what=f"model.kind={model_config['kind']!r}",
+                                     data_shape=tuple(int(d) for d in image_shape))
+
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -36,83 +72,6 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     if name not in ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
     return ACTIVATIONS[name]
-
-
-class MLPEncoder(nn.Module):
-    """x (any shape) -> flatten -> Dense(h) for h in hidden_sizes -> Dense(2Z) -> (mean, logvar)."""
-
-    hidden_sizes: Sequence[int]
-    latent_dim: int
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, x):
-        h = x.reshape(-1)
-        for size in self.hidden_sizes:
-            h = activation_fn(self.activation)(nn.Dense(size)(h))
-        mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim)(h), 2)
-        return mean, logvar
-
-
-class MLPDecoder(nn.Module):
-    """z (Z,) -> Dense(h) for h in hidden_sizes -> Dense(prod(output_shape)) -> reshape."""
-
-    hidden_sizes: Sequence[int]
-    output_shape: tuple[int, ...]
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, z):
-        h = z
-        for size in self.hidden_sizes:
-            h = activation_fn(self.activation)(nn.Dense(size)(h))
-        size = 1
-        for d in self.output_shape:
-            size *= d
-        return nn.Dense(size)(h).reshape(self.output_shape)
-
-
-class ConvEncoder(nn.Module):
-    """The seed's encoder: Conv(32, 3, s2) -> Conv(64, 3, s2) -> Flatten -> Dense(2Z).
-
-    Input (H, W, C) with H and W divisible by 4 (28x28x1 or 32x32x3). The convolutions are
-    `vaejax.layers.Conv`: flax's parameters and function, computed as matmuls (fast on CPU).
-    """
-
-    latent_dim: int
-    channels: Sequence[int] = (32, 64)
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, x):
-        h = x
-        for c in self.channels:
-            h = activation_fn(self.activation)(Conv(c, (3, 3), strides=(2, 2), padding="SAME")(h))
-        mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim)(h.reshape(-1)), 2)
-        return mean, logvar
-
-
-class ConvDecoder(nn.Module):
-    """The seed's decoder: Dense(H/4*W/4*32) -> reshape -> ConvT(64, s2) -> ConvT(32, s2) -> ConvT(C, s1).
-
-    Output: logits (or means) of shape `output_shape` = (H, W, C). The transposed convolutions
-    are `vaejax.layers.ConvTranspose`: flax's parameters and function, computed as matmuls.
-    """
-
-    output_shape: tuple[int, int, int]
-    channels: Sequence[int] = (64, 32)
-    base_channels: int = 32
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, z):
-        height, width, out_channels = self.output_shape
-        act = activation_fn(self.activation)
-        h = act(nn.Dense((height // 4) * (width // 4) * self.base_channels)(z))
-        h = h.reshape(height // 4, width // 4, self.base_channels)
-        for c in self.channels:
-            h = act(ConvTranspose(c, (3, 3), strides=(2, 2), padding="SAME")(h))
-        return ConvTranspose(out_channels, (3, 3), strides=(1, 1), padding="SAME")(h)
 
 
 class GaussianHead(nn.Module):
@@ -131,19 +90,38 @@ class GaussianHead(nn.Module):
         return mean, logvar
 
 
-@dataclasses.dataclass(frozen=True)
-class VAE:
-    """An encoder and a decoder as pure functions of `(params, input)`, for one example.
+def _gaussian_head(decoder, data_shape, gaussian_logvar):
+    fixed = None if gaussian_logvar == "learned" else float(gaussian_logvar)
+    return GaussianHead(decoder, data_shape, fixed)
 
-    `params` is `{"encoder": ..., "decoder": ...}`. Close over params and pass
-    `lambda x: vae.encode(params, x)` and `lambda z: vae.decode(params, z)` to
-    `vaejax.elbo`.
+
+# likelihood name -> (wrap the decoder module, decoder output -> distribution over x)
+LIKELIHOODS = {
+    "bernoulli": (lambda decoder, data_shape, gaussian_logvar: decoder, distributions.Bernoulli),
+    "gaussian": (_gaussian_head, lambda out: distributions.DiagGaussian(*out)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderDecoderVAE:
+    """q(z|x) = N(mean, diag(exp(logvar))) from an encoder, p(z) = N(0, I), and p(x|z) the
+    `likelihood` distribution of a decoder's output: the classic VAE, for any pair of Flax
+    modules. `params` is `{"encoder": ..., "decoder": ...}`.
     """
 
     encoder: nn.Module
     decoder: nn.Module
     data_shape: tuple[int, ...]
     latent_dim: int
+    observation: str = "bernoulli"  # a key of LIKELIHOODS
+
+    @classmethod
+    def make(cls, encoder, decoder, *, data_shape, latent_dim, likelihood, gaussian_logvar):
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {sorted(LIKELIHOODS)}.")
+        wrap, _ = LIKELIHOODS[likelihood]
+        return cls(encoder, wrap(decoder, data_shape, gaussian_logvar), tuple(data_shape),
+                   latent_dim, likelihood)
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         enc_key, dec_key = jax.random.split(key)
@@ -152,56 +130,26 @@ class VAE:
             "decoder": self.decoder.init(dec_key, jnp.zeros((self.latent_dim,)))["params"],
         }
 
-    def encode(self, params, x):
-        """x: `data_shape` -> (mean (Z,), logvar (Z,)) of q(z|x)."""
+    def posterior(self, params, x) -> distributions.DiagGaussian:
+        """x: `data_shape` -> q(z|x), a diagonal Gaussian over (Z,)."""
         if x.shape != self.data_shape:
             raise ValueError(
-                f"encode takes one example of shape {self.data_shape}, got {x.shape}; "
+                f"posterior takes one example of shape {self.data_shape}, got {x.shape}; "
                 "vmap over a batch (vaejax.batch_elbo does)."
             )
-        return self.encoder.apply({"params": params["encoder"]}, x)
+        mean, logvar = self.encoder.apply({"params": params["encoder"]}, x)
+        return distributions.DiagGaussian(mean, logvar)
 
-    def decode(self, params, z):
-        """z: (Z,) -> logits shaped like x, or (mean, logvar) for a Gaussian likelihood."""
+    def prior(self, params) -> distributions.StandardNormal:
+        del params
+        return distributions.StandardNormal((self.latent_dim,))
+
+    def likelihood(self, params, z):
+        """z: (Z,) -> p(x|z): Bernoulli(logits) or DiagGaussian(mean, logvar) over x."""
         if z.shape != (self.latent_dim,):
-            raise ValueError(f"decode takes one z of shape ({self.latent_dim},), got {z.shape}.")
-        return self.decoder.apply({"params": params["decoder"]}, z)
-
-
-MODEL_KINDS = ("mlp", "conv")
-
-
-def make_vae(
-    kind: str,
-    *,
-    data_shape: Sequence[int],
-    latent_dim: int,
-    hidden_sizes: Sequence[int] = (400,),
-    activation: str = "relu",
-    likelihood: str = "bernoulli",
-    gaussian_logvar: str | float = "learned",
-) -> VAE:
-    """Builds a VAE. `kind` is "mlp" (decoder hidden sizes are the encoder's reversed) or "conv"."""
-    data_shape = tuple(int(d) for d in data_shape)
-    activation_fn(activation)  # validate early
-    if kind == "mlp":
-        encoder = MLPEncoder(tuple(hidden_sizes), latent_dim, activation)
-        decoder = MLPDecoder(tuple(reversed(hidden_sizes)), data_shape, activation)
-    elif kind == "conv":
-        if len(data_shape) != 3 or data_shape[0] % 4 or data_shape[1] % 4:
-            raise ValueError(
-                f"The conv VAE needs (H, W, C) images with H and W divisible by 4; got {data_shape}."
-            )
-        encoder = ConvEncoder(latent_dim, activation=activation)
-        decoder = ConvDecoder(data_shape, activation=activation)
-    else:
-        raise ValueError(f"Unknown model kind {kind!r}; choose one of {MODEL_KINDS}.")
-    if likelihood == "gaussian":
-        fixed = None if gaussian_logvar == "learned" else float(gaussian_logvar)
-        decoder = GaussianHead(decoder, data_shape, fixed)
-    elif likelihood != "bernoulli":
-        raise ValueError(f"Unknown likelihood {likelihood!r}; choose 'bernoulli' or 'gaussian'.")
-    return VAE(encoder, decoder, data_shape, latent_dim)
+            raise ValueError(f"likelihood takes one z of shape ({self.latent_dim},), got {z.shape}.")
+        _, to_distribution = LIKELIHOODS[self.observation]
+        return to_distribution(self.decoder.apply({"params": params["decoder"]}, z))
 
 
 def num_params(params) -> int:

@@ -1,16 +1,20 @@
-"""VAE objectives for ONE example, batch helpers, and KL-weight schedules.
+"""Evidence bounds for ONE example, and their batch helpers. Pure and model-agnostic.
 
-Everything here is pure and model-agnostic. A model is two functions:
+A model is given to a bound as two functions of one example and an optional prior:
 
-    encode(x) -> (mean_Z, logvar_Z)    # q(z|x) = N(mean, diag(exp(logvar))), one example
-    decode(z_Z) -> decoder output      # parameters of p(x|z), one latent
+    encode(x) -> q(z|x): a distribution over z, or the pair (mean_Z, logvar_Z) of a
+                 diagonal Gaussian (vaejax's `DiagGaussian`, with its closed-form KLs)
+    decode(z) -> p(x|z): a distribution over x (anything with `log_prob`), or the raw output
+                 of a named `likelihood` ("bernoulli": logits shaped like x; "gaussian":
+                 (mean, logvar))
+    prior=      p(z): a distribution over z; None is N(0, I)
 
-The prior is p(z) = N(0, I). Values are in nats per example, higher is better;
-use `-value` as a loss. Batch with `batch_elbo` / `batch_iwae_bound` (jax.vmap over
+"Distribution" means distrax's interface: `sample_and_log_prob(seed=, sample_shape=)`,
+`log_prob(value)`; vaejax's own (`vaejax.distributions`), distrax's and TensorFlow
+Probability's (JAX substrate) work unchanged. Values are in nats per example, higher is
+better; use `-value` as a loss. Batch with `batch_elbo` / `batch_iwae_bound` (jax.vmap over
 examples, one key per example) or with your own jax.vmap.
 """
-import functools
-import inspect
 import math
 from typing import Callable
 
@@ -28,8 +32,17 @@ def _gaussian_log_likelihood(x, decoder_output):
     return distributions.gaussian_log_prob(x, mean, logvar)
 
 
+_NAMED_LIKELIHOODS = {
+    "bernoulli": distributions.bernoulli_log_prob,
+    "gaussian": _gaussian_log_likelihood,
+}
+
+
 def log_likelihood_fn(likelihood) -> Callable:
     """Resolves `likelihood` to a function `log_likelihood(x, decoder_output) -> scalar`.
+
+    When decode(z) returns a distribution, `dist.log_prob(x)` is used and a *named*
+    likelihood is ignored; a callable is always used as given.
 
     Args:
         likelihood: "bernoulli" (decoder output = logits shaped like x), "gaussian"
@@ -38,20 +51,29 @@ def log_likelihood_fn(likelihood) -> Callable:
     """
     if callable(likelihood):
         return likelihood
-    if likelihood == "bernoulli":
-        return distributions.bernoulli_log_prob
-    if likelihood == "gaussian":
-        return _gaussian_log_likelihood
-    raise ValueError(
-            f"unknown likelihood {likelihood!r}: use one of {', '.join(map(repr, LIKELIHOODS))} "
-            "or a callable log_likelihood(x, decoder_output) -> scalar")
+    if likelihood not in _NAMED_LIKELIHOODS:
+        raise ValueError(
+                f"unknown likelihood {likelihood!r}: use one of {', '.join(map(repr, LIKELIHOODS))} "
+                "or a callable log_likelihood(x, decoder_output) -> scalar")
+    named = _NAMED_LIKELIHOODS[likelihood]
+
+    def log_likelihood(x, decoder_output):
+        if distributions.is_distribution(decoder_output):
+            return decoder_output.log_prob(x)
+        return named(x, decoder_output)
+
+    return log_likelihood
 
 
-def _encode_one(encode, x, caller):
-    """Calls encode(x) and checks it returned rank-1 (mean, logvar) of equal shape."""
+def posterior(encode, x, caller):
+    """q(z|x) as a distribution: encode(x) itself, or `DiagGaussian(mean, logvar)` of a pair."""
     outputs = encode(x)
+    if distributions.is_distribution(outputs):
+        return outputs
     if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
-        raise ValueError(f"{caller}: encode(x) must return a pair (mean, logvar), got {type(outputs).__name__}")
+        raise ValueError(f"{caller}: encode(x) must return a distribution over z (with log_prob "
+                         f"and sample_and_log_prob) or a pair (mean, logvar), got "
+                         f"{type(outputs).__name__}")
     mean_Z, logvar_Z = (jnp.asarray(a) for a in outputs)
     if mean_Z.ndim == 2:
         batch_fn = f"batch_{caller}(key, x_batch, ...) or " if caller in ("elbo", "iwae_bound") else ""
@@ -62,7 +84,17 @@ def _encode_one(encode, x, caller):
         raise ValueError(
                 f"{caller}: encode(x) must return mean and logvar of equal rank-1 shape (latent_dim,), "
                 f"got mean {mean_Z.shape} and logvar {logvar_Z.shape}")
-    return mean_Z, logvar_Z
+    return distributions.DiagGaussian(mean_Z, logvar_Z)
+
+
+def _prior(prior, q):
+    """p(z): `prior`, or N(0, I) over q's event shape when None."""
+    if prior is None:
+        return distributions.StandardNormal(tuple(q.event_shape))
+    if not distributions.is_distribution(prior):
+        raise ValueError(f"prior must be a distribution over z (with log_prob), got "
+                         f"{type(prior).__name__}; pass prior=None for N(0, I)")
+    return prior
 
 
 def _check_num_samples(num_samples):
@@ -85,24 +117,28 @@ def _is_concrete_zero(value):
         return False
 
 
-def _log_likelihoods(x, z_SxZ, decode, log_likelihood):
-    """log p(x|z_s) for each of S latents: `(S, Z) -> (S,)`, decoding with jax.vmap."""
-    if z_SxZ.shape[0] == 1:  # the common case: a length-1 vmap costs ~10% of a CPU train step
-        return log_likelihood(x, decode(z_SxZ[0]))[None]
-    return jax.vmap(lambda z_Z: log_likelihood(x, decode(z_Z)))(z_SxZ)
+def _log_likelihoods(x, z_S, decode, log_likelihood):
+    """log p(x|z_s) for each of S latents: `(S, ...) -> (S,)`, decoding with jax.vmap."""
+    if jax.tree.leaves(z_S)[0].shape[0] == 1:  # a length-1 vmap costs ~10% of a CPU train step
+        return log_likelihood(x, decode(jax.tree.map(lambda z: z[0], z_S)))[None]
+    return jax.vmap(lambda z: log_likelihood(x, decode(z)))(z_S)
 
 
 def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
-         num_samples=1, analytic_kl=True, free_bits=0.0):
+         num_samples=1, analytic_kl=True, free_bits=0.0, prior=None):
     """(beta-weighted) evidence lower bound for ONE example, in nats.
 
-        value = E_q[log p(x|z)] - beta * KL_term,   z = mean + exp(logvar / 2) * eps,
+        value = E_q[log p(x|z)] - beta * KL_term,   z ~ q(z|x) reparameterized,
 
-    with the expectation estimated by `num_samples` reparameterized draws from `key`
-    (decoded with jax.vmap). With analytic_kl=True, KL_term = sum_d max(KL_d, free_bits)
-    where KL_d = KL(q(z_d|x) || N(0, 1)) is closed form; with free_bits=0 it is
-    KL(q(z|x) || p(z)). With analytic_kl=False, KL_term is the Monte Carlo estimate
-    mean_s[log q(z_s|x) - log p(z_s)] over the same draws (free bits not allowed).
+    with the expectation estimated by `num_samples` draws from `key` (decoded with
+    jax.vmap). The KL term:
+      - analytic_kl=True and the pair (q, p) has a closed form (a diagonal Gaussian q
+        against N(0, I) or against a diagonal Gaussian prior, per dimension; or whatever
+        distrax/TFP register for the pair): KL_term = sum_d max(KL_d, free_bits), or the
+        registered total KL when free_bits=0;
+      - otherwise (analytic_kl=False, or no closed form, e.g. a mixture prior or a flow
+        posterior): the Monte Carlo estimate mean_s[log q(z_s|x) - log p(z_s)] over the SAME
+        draws; free bits are not allowed there.
     For beta=1 and free_bits=0, value <= log p(x) in expectation.
 
     Free bits (Kingma et al. 2016) are applied per example and per latent dimension;
@@ -111,65 +147,74 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     Args:
         key: PRNG key, consumed here.
         x: one example, any shape.
-        encode: x -> (mean, logvar), each of shape (latent_dim,).
-        decode: z of shape (latent_dim,) -> decoder output (see `likelihood`).
+        encode: x -> q(z|x), a distribution or (mean, logvar) each (latent_dim,).
+        decode: z -> p(x|z), a distribution or a decoder output (see `likelihood`).
         likelihood: "bernoulli", "gaussian" or a callable; see `log_likelihood_fn`.
         beta: KL weight, a float or a traced scalar (vmappable over a sweep).
         num_samples: Python int >= 1, the number of draws averaged.
-        analytic_kl: closed-form KL (True) or Monte Carlo KL (False).
+        analytic_kl: use the closed-form KL where the pair has one.
         free_bits: floor in nats per latent dimension on the KL in the objective; a
-            float or traced scalar. Requires analytic_kl=True unless it is 0.
+            float or traced scalar. Needs a per-dimension closed-form KL unless it is 0.
+        prior: p(z), a distribution; None is N(0, I).
 
     Returns:
         (value, aux): value is a scalar (nats, this example, higher is better). aux:
             "reconstruction": Monte Carlo E_q[log p(x|z)], nats.
             "kl": the rate KL(q(z|x) || p(z)) in nats, without beta or free bits
-                (closed form, or the Monte Carlo estimate if analytic_kl=False).
+                (closed form, or the Monte Carlo estimate).
             "kl_term": the KL as it enters the objective (free bits applied), before beta.
             "elbo": reconstruction - kl, the plain ELBO (beta=1, no free bits).
-            "kl_per_dim": (latent_dim,) closed-form KL per dimension (analytic_kl only).
+            "kl_per_dim": (latent_dim,) closed-form KL per dimension, where there is one.
     """
     _check_num_samples(num_samples)
     _check_scalar(beta, "beta")
     _check_scalar(free_bits, "free_bits")
-    if not analytic_kl and not _is_concrete_zero(free_bits):
-        raise ValueError("free_bits needs the closed-form KL per dimension: pass analytic_kl=True "
-                         "(or free_bits=0.0 with analytic_kl=False)")
     log_likelihood = log_likelihood_fn(likelihood)
-    mean_Z, logvar_Z = _encode_one(encode, x, "elbo")
+    q = posterior(encode, x, "elbo")
+    p = _prior(prior, q)
+    closed = distributions.kl_closed_form(q, p) if analytic_kl else None
+    if not _is_concrete_zero(free_bits) and (closed is None or closed.per_dim is None):
+        if not analytic_kl:
+            raise ValueError("free_bits needs the closed-form KL per dimension: pass analytic_kl=True "
+                             "(or free_bits=0.0 with analytic_kl=False)")
+        raise ValueError(
+                f"free_bits needs the closed-form KL per latent dimension, which the pair "
+                f"q={type(q).__name__}, p={type(p).__name__} does not have: pass free_bits=0.0, "
+                "or use diagonal-Gaussian q and p (vaejax.DiagGaussian, StandardNormal)")
 
-    z_SxZ = distributions.diag_gaussian_sample(key, mean_Z, logvar_Z, (num_samples,))
-    reconstruction = jnp.mean(_log_likelihoods(x, z_SxZ, decode, log_likelihood))
-    aux = {"reconstruction": reconstruction}
-    if analytic_kl:
-        kl_per_dim_Z = distributions.kl_to_standard_normal_per_dim(mean_Z, logvar_Z)
-        kl = jnp.sum(kl_per_dim_Z)
-        kl_term = jnp.sum(jnp.maximum(kl_per_dim_Z, free_bits))
-        aux["kl_per_dim"] = kl_per_dim_Z
+    if closed is None:
+        z_S, log_q_S = distributions.sample_and_log_prob(q, key, (num_samples,))
     else:
-        log_q_S = distributions.diag_gaussian_log_prob(z_SxZ, mean_Z, logvar_Z)
-        log_p_S = distributions.standard_normal_log_prob(z_SxZ)
-        kl = jnp.mean(log_q_S - log_p_S)
+        z_S = q.sample(seed=key, sample_shape=(num_samples,))
+    reconstruction = jnp.mean(_log_likelihoods(x, z_S, decode, log_likelihood))
+    aux = {"reconstruction": reconstruction}
+    if closed is None:
+        kl = jnp.mean(log_q_S - p.log_prob(z_S))
         kl_term = kl
+    elif closed.per_dim is not None:
+        kl = jnp.sum(closed.per_dim)
+        kl_term = jnp.sum(jnp.maximum(closed.per_dim, free_bits))
+        aux["kl_per_dim"] = closed.per_dim
+    else:
+        kl = kl_term = closed.total
     aux["kl"] = kl
     aux["kl_term"] = kl_term
     aux["elbo"] = reconstruction - kl
     return reconstruction - beta * kl_term, aux
 
 
-def _iwae_terms(key, x, encode, decode, likelihood, num_samples, caller):
+def _iwae_terms(key, x, encode, decode, likelihood, num_samples, prior, caller):
     """(log p(x|z_k), log p(z_k), log q(z_k|x)), each (K,), for K draws z_k ~ q(z|x)."""
     _check_num_samples(num_samples)
     log_likelihood = log_likelihood_fn(likelihood)
-    mean_Z, logvar_Z = _encode_one(encode, x, caller)
-    z_KxZ = distributions.diag_gaussian_sample(key, mean_Z, logvar_Z, (num_samples,))
-    log_px_z_K = _log_likelihoods(x, z_KxZ, decode, log_likelihood)
-    log_pz_K = distributions.standard_normal_log_prob(z_KxZ)
-    log_qz_K = distributions.diag_gaussian_log_prob(z_KxZ, mean_Z, logvar_Z)
-    return log_px_z_K, log_pz_K, log_qz_K
+    q = posterior(encode, x, caller)
+    p = _prior(prior, q)
+    z_K, log_qz_K = distributions.sample_and_log_prob(q, key, (num_samples,))
+    log_px_z_K = _log_likelihoods(x, z_K, decode, log_likelihood)
+    return log_px_z_K, p.log_prob(z_K), log_qz_K
 
 
-def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samples):
+def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None):
     """Log importance weights log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x).
 
     Returns `(num_samples,)` in nats for ONE example. The draws are the same as those
@@ -177,17 +222,18 @@ def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samp
     keys combine into one bound: logsumexp(concatenate(chunks)) - log(total K).
     """
     log_px_z_K, log_pz_K, log_qz_K = _iwae_terms(key, x, encode, decode, likelihood, num_samples,
-                                                 "iwae_log_weights")
+                                                 prior, "iwae_log_weights")
     return log_px_z_K + log_pz_K - log_qz_K
 
 
-def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples):
+def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None):
     """Importance-weighted bound (Burda et al. 2015) for ONE example, in nats.
 
-        value = log (1/K) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x), K = num_samples,
+        value = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x), K = num_samples,
 
     computed with logsumexp. E[value] <= log p(x), rises with K and tends to log p(x).
     With K = 1 it equals `elbo(..., analytic_kl=False, num_samples=1)` for the same key.
+    `encode`, `decode` and `prior` are as in `elbo`.
 
     Returns:
         (value, aux): value a scalar in nats. aux, all Monte Carlo averages over the
@@ -198,7 +244,7 @@ def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples):
             "ess": effective sample size (sum w)^2 / sum w^2, in [1, K] samples.
     """
     log_px_z_K, log_pz_K, log_qz_K = _iwae_terms(key, x, encode, decode, likelihood, num_samples,
-                                                 "iwae_bound")
+                                                 prior, "iwae_bound")
     log_w_K = log_px_z_K + log_pz_K - log_qz_K
     log_sum_w = jax.nn.logsumexp(log_w_K)
     value = log_sum_w - math.log(num_samples)
@@ -225,7 +271,7 @@ def batch_elbo(key, x, encode, decode, **kw):
     """`elbo` averaged over a batch `x` of shape (batch, ...), one key per example.
 
     Returns (mean value, aux averaged over the batch axis); aux["kl_per_dim"] keeps
-    shape (latent_dim,). Keyword arguments go to `elbo`.
+    shape (latent_dim,). Keyword arguments (including `prior`) go to `elbo`.
     """
     return _batch(elbo, key, x, encode, decode, kw)
 
@@ -237,61 +283,3 @@ def batch_iwae_bound(key, x, encode, decode, **kw):
     (num_samples is required) go to `iwae_bound`.
     """
     return _batch(iwae_bound, key, x, encode, decode, kw)
-
-
-# KL-weight schedules: pure functions of the training step, traceable in step and beta.
-
-def constant_beta(step, *, beta):
-    """beta at every step (shaped like `step`)."""
-    return jnp.zeros(jnp.shape(step), jnp.result_type(float)) + beta
-
-
-def linear_warmup_beta(step, *, beta, warmup_steps):
-    """0 at step 0, rising linearly to beta at step warmup_steps, then beta.
-
-    warmup_steps <= 0 means no warmup (beta from step 0).
-    """
-    fraction = jnp.asarray(step, jnp.result_type(float)) / jnp.maximum(warmup_steps, 1)
-    fraction = jnp.where(warmup_steps > 0, jnp.clip(fraction, 0.0, 1.0), 1.0)
-    return beta * fraction
-
-
-def cyclical_beta(step, *, beta, cycle_steps, ramp_fraction=0.5):
-    """Cyclical annealing (Fu et al. 2019): in each cycle of cycle_steps steps, beta rises
-    linearly from 0 over the first ramp_fraction of the cycle, then holds at beta.
-
-    E.g. cycle_steps=100, ramp_fraction=0.5: 0 at steps 0, 100, 200; beta/2 at step 25;
-    beta from step 50 to 99.
-    """
-    if isinstance(cycle_steps, (int, float)) and cycle_steps <= 0:
-        raise ValueError(f"cycle_steps must be positive, got {cycle_steps}")
-    position = jnp.mod(step, cycle_steps) / cycle_steps  # in [0, 1)
-    position = jnp.asarray(position, jnp.result_type(float))
-    ramp = jnp.where(ramp_fraction > 0,
-                     jnp.clip(position / jnp.where(ramp_fraction > 0, ramp_fraction, 1.0), 0.0, 1.0),
-                     1.0)
-    return beta * ramp
-
-
-SCHEDULES = {
-    "constant": constant_beta,
-    "linear": linear_warmup_beta,
-    "cyclical": cyclical_beta,
-}
-
-
-def beta_schedule(kind: str, **kwargs) -> Callable:
-    """Returns `schedule(step) -> beta` for kind "constant" | "linear" | "cyclical".
-
-    kwargs are the keyword arguments of constant_beta, linear_warmup_beta or
-    cyclical_beta, e.g. beta_schedule("linear", beta=1.0, warmup_steps=10_000).
-    """
-    if kind not in SCHEDULES:
-        raise ValueError(f"unknown beta schedule {kind!r}: use one of {', '.join(map(repr, SCHEDULES))}")
-    fn = SCHEDULES[kind]
-    try:
-        inspect.signature(fn).bind(0, **kwargs)
-    except TypeError as error:
-        raise TypeError(f"beta_schedule({kind!r}, ...): {error}; "
-                        f"signature {fn.__name__}{inspect.signature(fn)}") from None
-    return functools.partial(fn, **kwargs)

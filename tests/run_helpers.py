@@ -1,0 +1,33 @@
+"""Shared by the end-to-end tests: the real default config, shrunk, and a trained run."""
+
+import pathlib
+
+import vaejax
+from vaejax import config as config_lib
+from vaejax import loop
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def small_config(mnist_dir, **overrides):
+    config = config_lib.load_config(REPO / "experiments" / "default.py")
+    base = {
+        "data.name": "mnist", "data.data_dir": str(mnist_dir), "data.num_train": 1024,
+        "data.num_validation": 10_000, "model.hidden_sizes": (64,), "model.latent_dim": 2,
+        "train.epochs": 2, "train.batch_size": 64, "eval.iwae_samples": 20,
+        "eval.iwae_chunk": 10, "eval.num_test_examples": 200, "eval.batch_size": 100,
+        "eval.figures": False,
+    }
+    base.update(overrides)
+    for key, value in base.items():
+        config_lib.apply_override(config, key, value)
+    return config
+
+
+def comparable(rows):
+    return [{k: v for k, v in r.items() if k not in loop.TIMING_KEYS} for r in rows]
+
+
+def final_params(workdir, config):
+    _, params, _ = vaejax.load_run(workdir, log=lambda *_: None)
+    return params

@@ -1,0 +1,67 @@
+"""`vaejax.program`: what a config fixes: hyperparameters, traced scalars, the step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaejax import program as program_lib
+from vaejax.program import Program, vmapped_keys
+
+from tiny import IMAGE_SHAPE, images, tiny_config  # noqa: E402
+
+
+def test_hyper_holds_the_objectives_scalars():
+    elbo = Program.build(tiny_config("objective.beta=0.5"), IMAGE_SHAPE, 64)
+    assert elbo.scalars == ("beta",) and elbo.data_shape == (16,)
+    assert set(elbo.hyper(tiny_config("objective.beta=0.5"))) == {"seed", "learning_rate", "beta"}
+    assert vmapped_keys(tiny_config()) == ("seed", "optimizer.learning_rate", "objective.beta")
+    iwae = tiny_config("objective.kind=iwae", "objective.num_samples=3")
+    assert Program.build(iwae, IMAGE_SHAPE, 64).scalars == ()
+    assert vmapped_keys(iwae) == ("seed", "optimizer.learning_rate")
+
+
+def test_beta_schedule_reads_its_settings_by_name():
+    config = tiny_config("objective.beta_schedule=linear", "objective.warmup_steps=10",
+                         "objective.beta=2.0")
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    hyper = program.hyper(config)
+    assert float(program.scalars_at(hyper, 5)["beta"]) == pytest.approx(1.0)
+    assert float(program.scalars_at(hyper, 20)["beta"]) == pytest.approx(2.0)
+
+
+def test_bad_names_fail_before_anything_runs():
+    with pytest.raises(ValueError, match="Unknown objective.kind 'elb'"):
+        Program.build(tiny_config("objective.kind=elb"), IMAGE_SHAPE, 64)
+    with pytest.raises(ValueError, match="Unknown optimizer.name 'sgdd'"):
+        Program.build(tiny_config("optimizer.name=sgdd"), IMAGE_SHAPE, 64)
+    with pytest.raises(ValueError, match="Unknown optimizer.schedule 'cosyne'"):
+        Program.build(tiny_config("optimizer.schedule=cosyne"), IMAGE_SHAPE, 64)
+    with pytest.raises(ValueError, match="Unknown objective.beta_schedule 'ramp'"):
+        Program.build(tiny_config("objective.beta_schedule=ramp"), IMAGE_SHAPE, 64)
+    with pytest.raises(ValueError, match="Unknown preprocessing kind 'blur'"):
+        Program.build(tiny_config("data.preprocessing=blur"), IMAGE_SHAPE, 64)
+    with pytest.raises(ValueError, match=r"train.batch_size=8 must be in \[1, 4\]"):
+        Program.build(tiny_config(), IMAGE_SHAPE, 4)
+
+
+def test_epoch_is_a_pure_function_of_seed_and_epoch():
+    config = tiny_config()
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    hyper, data = program.hyper(config), jnp.asarray(images(64))
+    epoch = jax.jit(program.train_epoch)
+    state = jax.jit(program.init_state)(hyper)
+    a, metrics = epoch(state, hyper, data, jnp.int32(0))
+    b, _ = epoch(state, hyper, data, jnp.int32(0))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert int(a.step) == 8 and metrics["loss"].shape == (8,)
+    assert set(metrics) == {"loss", "rate", "distortion", "beta", "lr"}
+    c, _ = epoch(state, hyper, data, jnp.int32(1))  # another epoch: another batch order
+    assert not np.array_equal(a.params["decoder"]["Dense_1"]["bias"], c.params["decoder"]["Dense_1"]["bias"])
+
+
+def test_abstract_state_restores_without_data():
+    config = tiny_config()
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    real = jax.eval_shape(program.init_state, program.hyper(config))
+    assert jax.tree.structure(program_lib.abstract_state(config, program.model)) == jax.tree.structure(real)

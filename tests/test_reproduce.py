@@ -1,0 +1,33 @@
+"""`vaejax reproduce`: a replica matches exactly, and a planted difference is found."""
+
+import json
+import pathlib
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+import vaejax
+from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
+from vaejax import config as config_lib
+from vaejax.program import Program
+
+from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
+
+
+def test_reproduce_matches_and_detects_a_planted_mismatch(tmp_path, mnist_dir):
+    config = small_config(mnist_dir, **{"train.epochs": 1})
+    train.train(config, tmp_path / "orig", log=lambda *_: None)
+    report = reproduce.reproduce(tmp_path / "orig", tmp_path / "replica", log=lambda *_: None)
+    assert report["match"] and report["differences"] == [], report["differences"]
+
+    rows = records.read_metrics(tmp_path / "orig")
+    rows[0]["val/neg_elbo"] += 1e-4
+    (tmp_path / "orig" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = reproduce.reproduce(tmp_path / "orig", tmp_path / "replica2", log=lambda *_: None)
+    assert not report["match"]
+    assert any("val/neg_elbo" in d for d in report["differences"])
+    assert json.loads((tmp_path / "replica2" / "reproduce.json").read_text())["match"] is False

@@ -1,0 +1,173 @@
+"""The host loop for M >= 1 models: compile, epochs, divergence, metrics, checkpoints.
+
+`vaejax train` runs it for one model (a group of one, unvmapped: the fastest program), and
+`vaejax sweep` for a group of M same-shaped models vmapped into one program. Each member has
+its own workdir, where the loop appends one `metrics.jsonl` line per epoch; the state (one
+model's, or the group's stacked state) is checkpointed every `train.checkpoint_every` epochs
+and at the end. A member whose loss turns NaN/Inf is written off (`diverged.json` in its
+workdir, with the step) while the others go on; the loop stops when no member is left.
+
+Records are written before the checkpoint of their epoch: a kill in between re-runs that
+epoch on resume and `records.truncate_metrics` drops its lines, so metrics.jsonl never has
+gaps or repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import evaluate, records
+
+# Metrics that measure the machine, not the model: excluded from reproducibility checks.
+TIMING_KEYS = ("epoch_time", "examples_per_sec", "compile_time", "wall_time")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class EpochFunctions:
+    """The jitted epoch and validation functions of one model or of a vmapped group; the
+    compiled epoch is kept so that later groups of the same shape reuse it."""
+
+    epoch: Callable
+    validate: Callable
+    compiled_epoch: Any = None
+
+
+def epoch_functions(program, *, num_members: int | None = None, out_shardings=None) -> EpochFunctions:
+    """`program`'s epoch (state donated) and validation, jitted; vmapped over a leading
+    member axis of state and hyper when `num_members` is given."""
+    def validate(params, hyper, images):
+        return evaluate.validation_metrics(program, params, hyper, images)
+
+    kw = {} if out_shardings is None else {"out_shardings": out_shardings}
+    if num_members is None:
+        return EpochFunctions(jax.jit(program.train_epoch, donate_argnums=0), jax.jit(validate))
+    return EpochFunctions(
+        jax.jit(jax.vmap(program.train_epoch, in_axes=(0, 0, None, None)), donate_argnums=0, **kw),
+        jax.jit(jax.vmap(validate, in_axes=(0, 0, None)), **kw))
+
+
+def epoch_record(epoch, step, metrics, val_metrics, epoch_time, num_examples,
+                 last_value_keys: Sequence[str]) -> dict:
+    """One metrics.jsonl line: per-step metrics averaged over the epoch as `train/<name>`
+    (settings in `last_value_keys`, like lr and beta, at their last step), validation as
+    `val/<name>`, and train/neg_elbo = rate + distortion where the objective reports both."""
+    record = {"epoch": epoch, "step": step}
+    for name, values in metrics.items():
+        if name in last_value_keys:
+            record[name] = float(values[-1])
+        else:
+            record[f"train/{name}"] = float(np.mean(values))
+    if "train/rate" in record and "train/distortion" in record:
+        record["train/neg_elbo"] = record["train/rate"] + record["train/distortion"]
+    if val_metrics is not None:
+        for name, value in val_metrics.items():
+            record[f"val/{name}"] = float(value)
+    record["epoch_time"] = epoch_time
+    record["examples_per_sec"] = num_examples / epoch_time
+    return record
+
+
+def _divergence(loss, first_step, epoch, manager) -> tuple[int, str]:
+    bad = ~np.isfinite(loss)
+    step = first_step + int(np.argmax(bad)) + 1
+    good = manager.latest_epoch()
+    return step, (f"The loss became {loss[bad][0]} at step {step} (epoch {epoch + 1}). "
+            + (f"The last good checkpoint (epoch {good}) is kept in {manager.directory}."
+               if good is not None else "No checkpoint was written before it.")
+            + " Lower optimizer.learning_rate or set optimizer.grad_clip_norm.")
+
+
+def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
+        workdirs: Sequence[pathlib.Path], manager, start_epoch: int, epochs: int,
+        checkpoint_every: int, label: str = "train", log=print):
+    """Trains from `start_epoch` to `epochs`; returns (state, {member index: message} of the
+    members that diverged).
+
+    `workdirs` has one entry per member (one for a single model, whose state and hyper are
+    then unstacked; M for a group, whose state and hyper carry a leading member axis); a
+    member whose entry is None (a finished run of a resumed group) is trained, not written.
+    `manager` checkpoints `state` as it is (a `checkpoints.Manager`).
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
+
+    stacked = len(workdirs) > 1 or jnp.ndim(hyper["seed"]) == 1
+    written = [i for i, workdir in enumerate(workdirs) if workdir is not None]
+    for i in written:
+        records.truncate_metrics(workdirs[i], start_epoch)
+    num_examples = program.steps_per_epoch * program.batch_size
+    last_value_keys = ("lr", *program.scalars)
+    diverged: dict[int, str] = {}
+    # A bar for people at a terminal; one line per epoch for logs (Slurm, CI, nohup).
+    bar = tqdm(range(start_epoch, epochs), total=epochs, initial=start_epoch, unit="epoch",
+               desc=label, dynamic_ncols=True,
+               disable=start_epoch >= epochs or not sys.stderr.isatty())
+    for epoch in bar:
+        compile_time = None
+        if fns.compiled_epoch is None:
+            compile_start = time.perf_counter()
+            fns.compiled_epoch = fns.epoch.lower(state, hyper, train_x, jnp.int32(epoch)).compile()
+            compile_time = time.perf_counter() - compile_start
+        start = time.perf_counter()
+        first_step = np.asarray(jax.device_get(state.step))
+        state, metrics = fns.compiled_epoch(state, hyper, train_x, jnp.int32(epoch))
+        metrics = jax.device_get(metrics)
+        epoch_time = time.perf_counter() - start
+        val = None if val_x is None else jax.device_get(fns.validate(state.params, hyper, val_x))
+        steps = np.asarray(jax.device_get(state.step))
+        shown = []
+        for i in written:
+            if i in diverged:
+                continue
+            workdir = workdirs[i]
+            pick = (lambda v, i=i: v[i]) if stacked else (lambda v: v)
+            member = jax.tree.map(pick, metrics)
+            if not np.isfinite(member["loss"]).all():
+                step, diverged[i] = _divergence(member["loss"], int(pick(first_step)), epoch,
+                                                manager)
+                records.write_json(pathlib.Path(workdir) / records.DIVERGED, {
+                    "epoch": epoch + 1, "step": step, "message": diverged[i]})
+                log(f"{label}: {pathlib.Path(workdir).name}: diverged: {diverged[i]}")
+                continue
+            record = epoch_record(epoch + 1, int(pick(steps)), member,
+                                  None if val is None else jax.tree.map(pick, val),
+                                  epoch_time, num_examples, last_value_keys)
+            if compile_time is not None:
+                record["compile_time"] = compile_time
+            records.append_metrics(workdir, record)
+            shown.append(record)
+        if len(diverged) == len(written):
+            break
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            manager.save(epoch + 1, state)
+        postfix = _postfix(shown)
+        bar.set_postfix(postfix)
+        log(f"{label}: epoch {epoch + 1}/{epochs}"
+            + (f", {len(written) - len(diverged)} members" if stacked else "")
+            + f", {epoch_time:.1f} s"
+            + (f" (+{compile_time:.1f} s compile)" if compile_time is not None else "")
+            + "".join(f", {k} {v}" for k, v in postfix.items()))
+    bar.close()
+    return state, diverged
+
+
+def _postfix(shown: list[dict]) -> dict[str, str]:
+    """The progress bar's numbers: one model's losses, or the range over a group's members."""
+    keys = [k for k in ("train/loss", "train/rate", "train/distortion", "val/neg_elbo")
+            if shown and k in shown[0]]
+    if len(shown) == 1:
+        return {k.split("/")[-1] if k != "val/neg_elbo" else "val": f"{shown[0][k]:.2f}"
+                for k in keys}
+    return {(k.split("/")[-1] if k != "val/neg_elbo" else "val"):
+            f"{min(r[k] for r in shown):.2f}..{max(r[k] for r in shown):.2f}" for k in keys}

@@ -1,0 +1,19 @@
+"""Models as plug-ins: the protocol and registry (`base`), one file per built-in model.
+
+`vaejax.models.build(config.model, image_shape)` gives the model that `config.model.kind`
+names: "mlp", "conv", or your own "module:attribute".
+"""
+from vaejax.models import conv  # noqa: F401  (registers "conv")
+from vaejax.models import mlp  # noqa: F401  (registers "mlp")
+from vaejax.models.base import ACTIVATIONS
+from vaejax.models.base import LIKELIHOODS
+from vaejax.models.base import MODELS
+from vaejax.models.base import EncoderDecoderVAE
+from vaejax.models.base import GaussianHead
+from vaejax.models.base import Model
+from vaejax.models.base import activation_fn
+from vaejax.models.base import build
+from vaejax.models.base import data_shape
+from vaejax.models.base import num_params
+from vaejax.models.conv import conv_vae
+from vaejax.models.mlp import mlp_vae

@@ -1,0 +1,58 @@
+"""One way to load a run: `vaejax.load_run(workdir)` -> the model, its params, its config.
+
+    model, params, config = vaejax.load_run("runs/default")
+    q = model.posterior(params, x)           # x: one example of shape model.data_shape
+
+Evaluation, figures and `reproduce` load runs through here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+from vaejax import checkpoints, records
+from vaejax.program import Program, abstract_state
+from vaejax.data import Splits, load_splits
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained run. Unpacks as `model, params, config = load_run(...)`; the rest (the
+    program, hyper, data splits and checkpoint epoch) is there for evaluation and figures."""
+
+    model: Any
+    params: Any
+    config: Any
+    program: Program
+    hyper: dict
+    splits: Splits
+    epoch: int
+    workdir: pathlib.Path
+
+    def __iter__(self):
+        return iter((self.model, self.params, self.config))
+
+
+def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> LoadedRun:
+    """The model, params (checkpoint of `epoch`, default the latest) and config of a run.
+
+    `config` replaces the recorded one (e.g. other eval settings); the model and its
+    parameters always come from the record and the checkpoint.
+    """
+    workdir = pathlib.Path(workdir)
+    config = records.run_config(workdir) if config is None else config
+    splits = load_splits(config, log=log)
+    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    manager = checkpoints.Manager(workdir)
+    try:
+        epoch = manager.latest_epoch() if epoch is None else epoch
+        if epoch is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {manager.directory}: train first (vaejax train --workdir {workdir}).")
+        state = manager.restore(epoch, abstract_state(config, program.model))
+    finally:
+        manager.close()
+    return LoadedRun(program.model, state.params, config, program, program.hyper(config), splits,
+                     epoch, workdir)

@@ -1,0 +1,113 @@
+"""`vaejax train`: one model in one workdir, trained by the shared host loop, then evaluated.
+
+A workdir holds run.json (the resolved config and environment), metrics.jsonl, checkpoints/,
+results.json and figures/. A single run is a group of one (`vaejax.loop.fit` with one
+member), unvmapped, and with several local devices each batch is sharded over them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import checkpoints, evaluate, loop, records
+from vaejax.program import Program
+from vaejax.data import load_splits
+
+
+class WorkdirExistsError(FileExistsError):
+    """The workdir holds a run and neither --resume nor --overwrite was given."""
+
+
+def prepare_workdir(workdir, *, resume: bool, overwrite: bool, log=print) -> pathlib.Path:
+    """Creates `workdir`; an existing run is kept unless --resume, or moved aside on --overwrite."""
+    workdir = pathlib.Path(workdir)
+    if workdir.exists() and any(workdir.iterdir()):
+        if overwrite:
+            aside = workdir.with_name(f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(str(workdir), aside)
+            log(f"train: --overwrite: moved the previous run to {aside}")
+        elif not resume:
+            raise WorkdirExistsError(
+                f"{workdir} already holds a run. Pass --resume to continue it, --overwrite to "
+                f"start again (the old run is moved aside, not deleted), or choose another --workdir."
+            )
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def data_parallel(program: Program, *arrays, devices=None, log=print):
+    """Spreads training over all local devices: a mesh with one axis "data".
+
+    Returns the program with its batches sharded over "data" and `arrays` (pytrees) placed
+    replicated on the mesh. With one device, or a batch size the device count does not
+    divide, returns everything unchanged. Every example keeps its own key, so results equal
+    one device's up to the order of floating-point reductions.
+    """
+    devices = jax.devices() if devices is None else devices
+    if len(devices) < 2:
+        return (program, *arrays)
+    if program.batch_size % len(devices):
+        log(f"train: batch size {program.batch_size} is not divisible by {len(devices)} "
+            "devices; training on one device")
+        return (program, *arrays)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
+    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    log(f"train: each batch of {program.batch_size} is sharded over {len(devices)} devices")
+    placed = [None if a is None else jax.device_put(a, replicated) for a in arrays]
+    return (dataclasses.replace(program, batch_sharding=batch), *placed)
+
+
+def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
+          evaluate_at_end: bool = True, log=print) -> dict:
+    """Trains `config` in `workdir` (checkpoints, metrics.jsonl, run.json), then evaluates.
+
+    Returns the final epoch's metrics record (and `results` when evaluated).
+    """
+    workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite, log=log)
+    splits = load_splits(config, log=log)
+    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    hyper = program.hyper(config)
+    records.write_run_record(workdir, config, data_source=splits.source)
+
+    manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints)
+    state = jax.jit(program.init_state)(hyper)
+    start_epoch = manager.latest_epoch() or 0
+    if start_epoch:
+        state = manager.restore(start_epoch, state)
+        log(f"train: resumed from the checkpoint of epoch {start_epoch} (step {int(state.step)})")
+    program, state, hyper, train_x, val_x = data_parallel(
+        program, state, hyper, splits.train, splits.validation, log=log)
+    val_x = val_x if config.train.validate else None
+    epochs = config.train.epochs
+    try:
+        state, diverged = loop.fit(
+            program, loop.epoch_functions(program), state, hyper, train_x, val_x,
+            workdirs=[workdir], manager=manager, start_epoch=start_epoch, epochs=epochs,
+            checkpoint_every=config.train.checkpoint_every, log=log)
+    finally:
+        manager.close()
+    if diverged:
+        raise loop.TrainingDiverged(diverged[0])
+
+    result = dict(records.last_metrics(workdir) or {})
+    results_path = workdir / records.RESULTS
+    if evaluate_at_end and start_epoch >= epochs and results_path.exists():
+        log(f"train: {workdir} already finished {epochs} epochs and was evaluated; kept as is "
+            f"(vaejax eval --workdir {workdir} evaluates again)")
+        result["results"] = records.read_json(results_path)
+    elif evaluate_at_end:
+        params = state.params
+        if program.batch_sharding is not None:  # evaluate on the device that holds the test set
+            params, hyper = jax.device_put((params, hyper), splits.test.sharding)
+        results = evaluate.test_metrics(program, params, hyper, splits.test, config.eval, log=log)
+        result["results"] = evaluate.finish_member(workdir, program, params, hyper, results,
+                                                   splits.test, config, log=log)
+    return result
