@@ -1,21 +1,10 @@
 """The `vaejax` command line: train, eval, sample, and one readable line for bad settings."""
 
 import json
-import pathlib
-import types
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
-from PIL import Image
+from vaejax import cli
 
-import vaejax
-from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
-from vaejax import config as config_lib
-from vaejax.program import Program
-
-from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
+from run_helpers import REPO
 
 
 def test_cli_train_eval_sample_and_errors(tmp_path, mnist_dir, capsys):

@@ -202,3 +202,43 @@ def test_binary_bernoulli_form_equals_general_form_on_binary_data():
     half = jnp.full((3,), 0.5)
     assert abs(float(dist.bernoulli_log_prob_binary(half, jnp.full((3,), 4.0))
                      - dist.bernoulli_log_prob(half, jnp.full((3,), 4.0)))) > 1.0
+
+
+# Distributions as values.
+
+def test_distribution_classes_against_scipy_and_their_functions():
+    key = jax.random.key(7)
+    mean, logvar = jnp.array([0.5, -1.0, 2.0]), jnp.array([0.0, 1.0, -2.0])
+    q = dist.DiagGaussian(mean, logvar)
+    z, log_q = q.sample_and_log_prob(seed=key, sample_shape=(5,))
+    chex.assert_shape(z, (5, 3))
+    np.testing.assert_array_equal(z, dist.diag_gaussian_sample(key, mean, logvar, (5,)))
+    np.testing.assert_allclose(log_q, jnp.sum(norm.logpdf(z, mean[None], jnp.exp(0.5 * logvar)[None]), -1), rtol=1e-5)
+    p = dist.StandardNormal((3,))
+    np.testing.assert_allclose(p.log_prob(z), jnp.sum(norm.logpdf(z), -1), rtol=1e-5)
+    np.testing.assert_allclose(q.kl_divergence(p), dist.kl_to_standard_normal(mean, logvar), rtol=1e-6)
+    # An image-shaped Gaussian likelihood with a shared scalar logvar: every axis is an event axis.
+    x = jax.random.normal(key, (2, 2, 1))
+    g = dist.DiagGaussian(jnp.zeros((2, 2, 1)), jnp.float32(-1.0))
+    assert g.event_shape == (2, 2, 1)
+    np.testing.assert_allclose(g.log_prob(x), dist.gaussian_log_prob(x, jnp.zeros((2, 2, 1)), -1.0), rtol=1e-6)
+    b = dist.Bernoulli(jnp.array([[0.3, -2.0], [1.0, 0.0]]))
+    bits = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+    expected = jnp.sum(jnp.log(jnp.where(bits > 0, jax.nn.sigmoid(b.logits), 1 - jax.nn.sigmoid(b.logits))))
+    np.testing.assert_allclose(b.log_prob(bits), expected, rtol=1e-6)
+    assert b.log_prob_binary(bits) == pytest.approx(float(b.log_prob(bits)), rel=1e-6)
+    draws, log_b = b.sample_and_log_prob(seed=key, sample_shape=(4,))
+    np.testing.assert_allclose(log_b, jnp.stack([b.log_prob(d) for d in draws]), rtol=1e-6)
+    # Pytrees: returned from jit and vmap.
+    batched = jax.jit(jax.vmap(lambda m: dist.DiagGaussian(m, logvar)))(jnp.ones((4, 3)))
+    chex.assert_shape(batched.loc, (4, 3))
+
+
+def test_kl_closed_form_picks_the_formula_of_the_pair():
+    mean_q, logvar_q, mean_p, logvar_p = _q_and_p()
+    q, p = dist.DiagGaussian(mean_q, logvar_q), dist.DiagGaussian(mean_p, logvar_p)
+    kl = dist.kl_closed_form(q, p)
+    np.testing.assert_allclose(kl.per_dim, dist.kl_diag_gaussians_per_dim(mean_q, logvar_q, mean_p, logvar_p))
+    np.testing.assert_allclose(jnp.sum(kl.per_dim), dist.kl_diag_gaussians(mean_q, logvar_q, mean_p, logvar_p),
+                               rtol=1e-6)
+    assert dist.kl_closed_form(q, dist.Bernoulli(jnp.zeros(4))) is None  # no formula: Monte Carlo

@@ -1,21 +1,16 @@
 """`vaejax.evaluate`: results of a real run, IWAE against an exact log-likelihood, compile-once."""
 
 import json
-import pathlib
 import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-import vaejax
-from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
+from vaejax import distributions, evaluate
 from vaejax import config as config_lib
-from vaejax.program import Program
 
-from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
 
 
 def test_results_are_consistent(trained):

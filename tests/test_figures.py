@@ -1,21 +1,9 @@
 """`vaejax.figures`: the PNGs of a trained run."""
 
-import json
-import pathlib
-import types
-
-import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
 
-import vaejax
-from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
-from vaejax import config as config_lib
-from vaejax.program import Program
 
-from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
 
 
 def test_figures_are_readable_pngs(trained):

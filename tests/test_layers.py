@@ -10,7 +10,7 @@ from vaejax import layers
 
 PAIRS = {"conv": (layers.Conv, nn.Conv), "conv_transpose": (layers.ConvTranspose, nn.ConvTranspose)}
 
-# (kind, kernel, stride, (H, W), Cin, Cout): the seed's first and last layers, odd, even and
+# (kind, kernel, stride, (H, W), Cin, Cout): the conv VAE's first and last layers, odd, even and
 # unequal sizes, kernels 1-5, strides 1-3 (kernel 1 stride 2: phases with no taps), stride 1
 # with Cout < Cin (scatter) and Cout >= Cin (gather).
 CASES = [

@@ -18,7 +18,7 @@ import vaejax
 from vaejax import cli, records, reproduce, sweeps, train
 from vaejax import config as config_lib
 
-from run_helpers import REPO, comparable  # noqa: E402
+from run_helpers import REPO, comparable
 
 EXPERIMENT = REPO / "experiments" / "mixture_prior_mnist.py"
 SHRINK = ["data.num_train=512", "data.num_validation=10000", "train.epochs=2", "train.batch_size=64",
@@ -36,45 +36,52 @@ def config(mnist_dir, allow_rank_promotion):
     return config_lib.load_config(EXPERIMENT, SHRINK + [f"data.data_dir={mnist_dir}"])
 
 
-def test_plugin_model_trains_evaluates_draws_reproduces_and_loads(tmp_path, config):
-    result = train.train(config, tmp_path / "run", log=quiet)
-    rows = records.read_metrics(tmp_path / "run")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_dir):
+    """The plug-in model trained alone (seed 0), shared by the tests of this module."""
+    with jax.numpy_rank_promotion("allow"):  # distrax broadcasts implicitly
+        config = config_lib.load_config(EXPERIMENT, SHRINK + [f"data.data_dir={mnist_dir}"])
+        workdir = tmp_path_factory.mktemp("plugin") / "run"
+        return workdir, train.train(config, workdir, log=quiet)
+
+
+def test_plugin_model_trains_evaluates_draws_reproduces_and_loads(tmp_path, trained, config):
+    run_dir, result = trained
+    rows = records.read_metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[1]["val/neg_elbo"] < rows[0]["val/neg_elbo"]
     results = result["results"]
     # No closed-form KL against a mixture: no kl_per_dim, the rest as for built-in models.
     assert "kl_per_dim" not in results and results["latent_dim"] == 4
     assert results["test/nll"] <= results["test/neg_elbo"] + 0.5  # IWAE K=10 is tighter
-    figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
+    figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"prior_samples.png", "reconstructions.png", "latent_traversals.png",
             "training_curves.png"} <= figures
 
-    report = reproduce.reproduce(tmp_path / "run", tmp_path / "replica", log=quiet)
+    report = reproduce.reproduce(run_dir, tmp_path / "replica", log=quiet)
     assert report["match"], report["differences"]
 
     # A notebook: three lines give back the model, its params and its config.
-    model, params, loaded = vaejax.load_run(tmp_path / "run", log=quiet)
+    model, params, loaded = vaejax.load_run(run_dir, log=quiet)
     assert loaded.model.kind == "my_models.mixture_prior:MixturePriorVAE"
     assert params["prior"]["mu"].shape == (3, 4)
     x = jnp.zeros(model.data_shape)
     assert model.likelihood(params, model.posterior(params, x).mean()).mean().shape == (28, 28, 1)
 
     # vaejax eval and vaejax sample on the workdir, through the command line.
-    assert cli.main(["eval", "--workdir", str(tmp_path / "run"), "--config.eval.iwae_samples=20"]) == 0
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["iwae_samples"] == 20
-    (tmp_path / "run" / "figures" / "prior_samples.png").unlink()
-    assert cli.main(["sample", "--workdir", str(tmp_path / "run")]) == 0
-    assert (tmp_path / "run" / "figures" / "prior_samples.png").exists()
+    assert cli.main(["eval", "--workdir", str(run_dir), "--config.eval.iwae_samples=20"]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["iwae_samples"] == 20
+    (run_dir / "figures" / "prior_samples.png").unlink()
+    assert cli.main(["sample", "--workdir", str(run_dir)]) == 0
+    assert (run_dir / "figures" / "prior_samples.png").exists()
 
 
-def test_plugin_model_sweeps_as_one_vmapped_group(tmp_path, config, mnist_dir):
+def test_plugin_model_sweeps_as_one_vmapped_group(tmp_path, trained, config, mnist_dir):
     out = sweeps.run_sweep(EXPERIMENT, tmp_path / "sweep", log=quiet,
                            overrides=SHRINK + [f"data.data_dir={mnist_dir}", "eval.figures=false"])
     assert [len(g.runs) for g in out["groups"]] == [2]  # seeds 0 and 1 vmapped together
-    alone = config_lib.apply_overrides(config, ["seed=1", "eval.figures=false"])
-    train.train(alone, tmp_path / "alone", log=quiet)
-    member = comparable(records.read_metrics(tmp_path / "sweep" / "runs" / "seed=1"))
-    single = comparable(records.read_metrics(tmp_path / "alone"))
+    member = comparable(records.read_metrics(tmp_path / "sweep" / "runs" / "seed=0"))
+    single = comparable(records.read_metrics(trained[0]))  # seed 0 trained alone
     for a, b in zip(member, single):
         for key, value in b.items():
             assert a[key] == pytest.approx(value, rel=1e-5), key

@@ -1,21 +1,10 @@
 """`vaejax reproduce`: a replica matches exactly, and a planted difference is found."""
 
 import json
-import pathlib
-import types
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
-from PIL import Image
+from vaejax import records, reproduce, train
 
-import vaejax
-from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
-from vaejax import config as config_lib
-from vaejax.program import Program
-
-from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
+from run_helpers import small_config
 
 
 def test_reproduce_matches_and_detects_a_planted_mismatch(tmp_path, mnist_dir):

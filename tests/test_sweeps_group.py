@@ -1,9 +1,8 @@
 """Sweeps: a vmapped group equals separate runs, resume, shards, divergence, devices.
 
 The end-to-end tests shrink experiments/smoke_sweep.py (512 training images, 2 epochs, IWAE
-K=10 on 200 test images) and share one trained sweep (`smoke`, also imported by
-test_sweeps_report.py). A persistent compilation cache makes the programs that several tests
-compile again (same shapes) cost one compile.
+K=10 on 200 test images) and share one trained sweep (`smoke`). The session's persistent compilation cache
+(tests/conftest.py) makes the programs that several tests compile again cost one compile.
 """
 
 import os
@@ -11,12 +10,17 @@ import pathlib
 import subprocess
 import sys
 
+import math
+
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from vaejax import checkpoints, records
-from vaejax import loop
+import vaejax
+from vaejax import checkpoints, cli, loop, records
+from vaejax.program import Program
+from vaejax.sweeps.results import FIGURES
 from vaejax import train as train_lib
 from vaejax.sweeps import group as group_lib
 
@@ -28,8 +32,6 @@ GROUP_2 = ["latent_dim=2,beta=0.5,seed=0", "latent_dim=2,beta=0.5,seed=1",
            "latent_dim=2,beta=2,seed=0", "latent_dim=2,beta=2,seed=1"]
 NO_IWAE = ("eval.iwae_samples=0",)
 RTOL = 1e-5
-
-
 
 
 class Log(list):
@@ -227,3 +229,47 @@ def test_eight_cpu_devices_match_one_device(smoke, tmp_path):
         ours = records.read_json(workdir / "runs" / name / "results.json")
         theirs = records.read_json(reference / "runs" / name / "results.json")
         _compare(ours, {k: v for k, v in theirs.items() if k in ours}, rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_smoke_sweep_end_to_end(smoke):
+    """The trained smoke sweep: tables, figures, group checkpoints sliced per run, sweep-report."""
+    workdir, out, log = smoke
+    assert sorted(out["trained"]) == sorted(r.name for r in out["plan"].runs)
+    rows = list(csvreader(workdir / "results.csv"))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"finished"}
+    for row in rows:
+        for key in ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "wall_time"):
+            assert math.isfinite(float(row[key])), (row["name"], key)
+        assert 0 <= int(row["active_units"]) <= int(row["latent_dim"])
+    md = (workdir / "results.md").read_text()
+    assert "| latent_dim=4,beta=2,seed=1 | 4 | 2.00 | 1 |" in md and "Mean ± std over seeds" in md
+    for name in FIGURES:
+        with Image.open(workdir / "figures" / name) as image:
+            assert image.size[0] > 100 and image.size[1] > 100
+    record = records.read_json(workdir / "sweep.json")
+    assert len(record["runs"]) == 8 and record["groups"][0]["runs"] == GROUP_2
+    assert any("epoch 2/2, 4 members" in line for line in log)
+
+    # Each run is a `vaejax train` workdir; its checkpoint is its slice of the group's.
+    run_dir = workdir / "runs" / GROUP_2[3]
+    assert len(records.read_metrics(run_dir)) == 2
+    assert records.read_run_record(run_dir)["sweep"]["group"] == "latent_dim=2"
+    config = records.run_config(run_dir)
+    assert config.objective.beta == 2.0 and config.seed == 1
+    program = Program.build(config, (28, 28, 1), 512)
+    run = vaejax.load_run(run_dir, log=lambda *_: None)
+    params, epoch = run.params, run.epoch
+    group_manager = checkpoints.Manager(workdir / "groups" / "latent_dim=2")
+    like = jax.eval_shape(jax.vmap(program.init_state), jax.tree.map(
+        lambda *x: np.stack(x), *[program.hyper(config)] * 4))
+    stacked = group_manager.restore(2, like)
+    group_manager.close()
+    assert epoch == 2
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[3]), params, stacked.params)
+
+    # sweep-report rebuilds the tables from the run workdirs.
+    (workdir / "results.csv").unlink()
+    assert cli.main(["sweep-report", str(workdir)]) == 0
+    rebuilt = list(csvreader(workdir / "results.csv"))
+    assert [r["test/nll"] for r in rebuilt] == [r["test/nll"] for r in rows]

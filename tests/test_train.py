@@ -3,21 +3,16 @@ several devices. Every run is the real default config shrunk, as the flax exampl
 """
 
 import json
-import pathlib
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-import vaejax
-from vaejax import checkpoints, cli, distributions, evaluate, loop, records, reproduce, train
-from vaejax import config as config_lib
+from vaejax import checkpoints, loop, records, train
 from vaejax.program import Program
 
-from run_helpers import REPO, comparable, final_params, small_config  # noqa: E402
+from run_helpers import REPO, comparable, final_params, small_config
 
 
 def test_short_run_lowers_validation_loss_and_writes_everything(trained):

@@ -284,8 +284,13 @@ class Bernoulli:
         return jax.nn.sigmoid(self.logits)
 
     def log_prob(self, value):
-        """Nats, a scalar: `bernoulli_log_prob(value, logits)` (value shaped like the logits)."""
-        return bernoulli_log_prob(value, self.logits)
+        """Nats, summed over the event axes: `sample_shape + event_shape -> sample_shape`
+        (for one x shaped like the logits, exactly `bernoulli_log_prob(value, logits)`)."""
+        if jnp.shape(value) == self.event_shape:
+            return bernoulli_log_prob(value, self.logits)
+        value = jnp.asarray(value, self.logits.dtype)
+        logits = jnp.broadcast_to(self.logits, value.shape)
+        return jnp.sum(value * logits - jax.nn.softplus(logits), axis=_event_axes(len(self.event_shape)))
 
     def log_prob_binary(self, value):
         """`log_prob` for value in {0, 1} only, in one pass: `bernoulli_log_prob_binary`."""
@@ -293,12 +298,12 @@ class Bernoulli:
 
     def sample(self, *, seed, sample_shape=()):
         shape = _sample_shape(sample_shape) + self.event_shape
-        return jax.random.bernoulli(seed, jax.nn.sigmoid(self.logits), shape).astype(jnp.float32)
+        probs = jnp.broadcast_to(jax.nn.sigmoid(self.logits), shape)
+        return jax.random.bernoulli(seed, probs, shape).astype(jnp.float32)
 
     def sample_and_log_prob(self, *, seed, sample_shape=()):
         x = self.sample(seed=seed, sample_shape=sample_shape)
-        return x, jax.vmap(self.log_prob)(x.reshape((-1,) + self.event_shape)).reshape(
-            _sample_shape(sample_shape))
+        return x, self.log_prob(x)
 
 
 def is_distribution(value) -> bool:

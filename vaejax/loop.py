@@ -162,12 +162,16 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     return state, diverged
 
 
+_SHOWN = {"train/loss": "loss", "train/rate": "rate", "train/distortion": "distortion",
+          "val/neg_elbo": "val"}
+
+
 def _postfix(shown: list[dict]) -> dict[str, str]:
-    """The progress bar's numbers: one model's losses, or the range over a group's members."""
-    keys = [k for k in ("train/loss", "train/rate", "train/distortion", "val/neg_elbo")
-            if shown and k in shown[0]]
-    if len(shown) == 1:
-        return {k.split("/")[-1] if k != "val/neg_elbo" else "val": f"{shown[0][k]:.2f}"
-                for k in keys}
-    return {(k.split("/")[-1] if k != "val/neg_elbo" else "val"):
-            f"{min(r[k] for r in shown):.2f}..{max(r[k] for r in shown):.2f}" for k in keys}
+    """The progress numbers: one model's losses, or the range over a group's members."""
+    out = {}
+    for key, name in _SHOWN.items():
+        values = [r[key] for r in shown if key in r]
+        if values:
+            low, high = min(values), max(values)
+            out[name] = f"{low:.2f}" if len(values) == 1 else f"{low:.2f}..{high:.2f}"
+    return out

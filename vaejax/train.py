@@ -13,7 +13,6 @@ import shutil
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vaejax import checkpoints, evaluate, loop, records

@@ -1,0 +1,43 @@
+"""`vaejax.optimizers`: directions and learning-rate shapes by name."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from vaejax import optimizers
+
+
+def _opt(**kw):
+    base = dict(name="adam", schedule="constant", warmup_steps=0, weight_decay=0.0,
+                grad_clip_norm=0.0, b1=0.9, b2=0.999, eps=1e-8)
+    return ml_collections.ConfigDict(base | kw)
+
+
+def test_adam_direction_equals_optax_adam_at_rate_one():
+    params, grads = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.5, 3.0])}
+    tx = optimizers.direction(_opt())
+    direction, _ = tx.update(grads, tx.init(params), params)
+    expected, _ = optax.adam(1.0).update(grads, optax.adam(1.0).init(params), params)
+    np.testing.assert_allclose(direction["w"], -expected["w"], rtol=1e-6)
+
+
+def test_adamw_decays_and_clipping_bounds_the_norm():
+    params, zero = {"w": jnp.array([2.0])}, {"w": jnp.array([0.0])}
+    tx = optimizers.direction(_opt(name="adamw", weight_decay=0.1))
+    direction, _ = tx.update(zero, tx.init(params), params)
+    np.testing.assert_allclose(direction["w"], [0.2], rtol=1e-6)  # decay only: 0.1 * w
+    clipped = optimizers.direction(_opt(grad_clip_norm=1.0))
+    big = {"w": jnp.array([300.0])}
+    d_big, _ = clipped.update(big, clipped.init(params), params)
+    d_one, _ = clipped.update({"w": jnp.array([1.0])}, clipped.init(params), params)
+    np.testing.assert_allclose(d_big["w"], d_one["w"], rtol=1e-5)
+
+
+def test_schedules_are_shapes_in_zero_one():
+    cosine = optimizers.lr_shape(_opt(schedule="cosine"), 100)
+    assert float(cosine(0)) == pytest.approx(1.0) and float(cosine(100)) == pytest.approx(0.0)
+    warm = optimizers.lr_shape(_opt(schedule="warmup_cosine", warmup_steps=10), 100)
+    assert float(warm(0)) == 0.0 and float(warm(10)) == pytest.approx(1.0)
+    assert float(optimizers.lr_shape(_opt(), 100)(50)) == 1.0

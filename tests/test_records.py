@@ -1,0 +1,36 @@
+"""`vaejax.records`: what a workdir records, and records of older versions."""
+
+import json
+
+import pytest
+
+from vaejax import config as config_lib
+from vaejax import records
+
+from tiny import tiny_config  # noqa: E402
+
+
+def test_a_config_recorded_before_models_became_plugins_loads(tmp_path):
+    old = config_lib.to_dict(tiny_config())
+    likelihood = old["model"].pop("likelihood")
+    old["likelihood"] = likelihood  # the layout before the plug-in core
+    (tmp_path / records.RUN_RECORD).write_text(json.dumps({"config": old}))
+    config = records.run_config(tmp_path)
+    assert config.model.likelihood == likelihood and "likelihood" not in config
+
+
+def test_resume_accepts_only_changes_that_keep_the_trajectory(tmp_path):
+    config = tiny_config()
+    records.write_run_record(tmp_path, config, data_source="test")
+    longer = config_lib.apply_overrides(config, ["train.epochs=5", "experiment_dir=/elsewhere"])
+    records.write_run_record(tmp_path, longer, data_source="test")  # allowed
+    with pytest.raises(ValueError, match=r"model.latent_dim"):
+        records.write_run_record(tmp_path, config_lib.apply_overrides(config, ["model.latent_dim=3"]),
+                                 data_source="test")
+
+
+def test_truncate_metrics_drops_epochs_to_train_again(tmp_path):
+    for epoch in (1, 2, 3):
+        records.append_metrics(tmp_path, {"epoch": epoch})
+    records.truncate_metrics(tmp_path, 2)
+    assert [r["epoch"] for r in records.read_metrics(tmp_path)] == [1, 2]
