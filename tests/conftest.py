@@ -68,6 +68,7 @@ def trained(tmp_path_factory, mnist_dir):
     return workdir, config, result
 
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
     """Identical programs compiled by several tests (each `train` run builds its own Program;
