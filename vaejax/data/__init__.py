@@ -12,7 +12,8 @@ The package re-exports the public names of its modules, one per job:
     dataset's environment variable, $VAEJAX_DATA_DIR, system folders, then TFDS), `load`;
   - `cache`: the atomic .npz cache under $VAEJAX_CACHE (default ~/.cache/vaejax);
   - `preprocessing`: uint8 -> float32 model inputs, selected by name (`PREPROCESSING`);
-  - `batching`: epoch and evaluation batch indices, and `to_device`.
+  - `batching`: epoch and evaluation batch indices, and `to_device`;
+  - `splits`: the train / validation / test images a config asks for (`load_splits`).
 """
 from vaejax.data.batching import epoch_indices, padded_batch_indices, to_device
 from vaejax.data.cache import CACHE_ENV_VAR, cache_dir
@@ -42,9 +43,7 @@ from vaejax.data.sources import (
     read_idx,
     split_validation,
 )
-
-from vaejax.data.splits import Splits  # noqa: E402
-from vaejax.data.splits import load_splits  # noqa: E402
+from vaejax.data.splits import Splits, load_splits
 
 __all__ = [
     "Splits",

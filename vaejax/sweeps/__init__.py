@@ -1,0 +1,73 @@
+"""Sweeps: many models in one compiled program, many programs across machines.
+
+A sweep file is an experiment file with `get_sweep()` beside `get_config()`:
+
+    def get_sweep():
+        return product(latent_dim=[2, 5, 10, 20, 50], beta=[0.25, 0.5, 1, 2, 4], seed=[0, 1, 2])
+
+Runs whose configs differ only in traced scalars (seed, learning rate, beta) form a *group* that trains
+as ONE jitted program, vmapped over its members. Each part in its own module:
+
+    plan     the plan language (`product`, `zip_`), run names, groups and shards (`make_plan`)
+    memory   a group's memory estimate and the --dry-run table (`describe_plan`)
+    group    training a group (`train_group`) and running a sweep (`run_sweep`), on one
+             device, several devices (a `Mesh` axis "model") or several processes
+    results  results.csv, results.md and figures/ from the run workdirs (`report`)
+
+Workdir layout:
+
+    <workdir>/sweep.json                 the plan: sweep file, base config, runs, groups
+    <workdir>/runs/<run>/                one `vaejax train` workdir per run (run.json,
+                                         metrics.jsonl, checkpoints/, results.json)
+    <workdir>/groups/<group>/            group.json and checkpoints/ of the stacked state
+    <workdir>/results.csv, results.md    one row per run (`report`)
+    <workdir>/figures/                   rate_distortion, nll_vs_latent_dim, active_units_vs_beta
+
+A run is finished when its results.json exists (or diverged.json: its loss became NaN);
+a finished run is never trained again, and an unfinished group resumes from its latest
+checkpoint. `--shard i/n` gives process i every n-th group in plan order, so independent
+processes split a sweep with no coordinator; `report` merges whatever run workdirs exist.
+
+Note: the function `report` shadows the submodule of the same name as an attribute of this
+package; reach the module with `from vaejax.sweeps.results import ...`.
+"""
+
+from vaejax.sweeps.group import initialize_distributed
+from vaejax.sweeps.group import member_shardings
+from vaejax.sweeps.group import run_sweep
+from vaejax.sweeps.group import train_group
+from vaejax.sweeps.memory import describe_plan
+from vaejax.sweeps.memory import memory_estimate
+from vaejax.sweeps.plan import Group
+from vaejax.sweeps.plan import Plan
+from vaejax.sweeps.plan import Run
+from vaejax.sweeps.plan import group_runs
+from vaejax.sweeps.plan import make_plan
+from vaejax.sweeps.plan import parse_shard
+from vaejax.sweeps.plan import product
+from vaejax.sweeps.plan import shard_groups
+from vaejax.sweeps.plan import zip_
+from vaejax.sweeps.results import FIGURES
+from vaejax.sweeps.results import collect
+from vaejax.sweeps.results import report
+
+__all__ = [
+    "FIGURES",
+    "Group",
+    "Plan",
+    "Run",
+    "collect",
+    "describe_plan",
+    "group_runs",
+    "initialize_distributed",
+    "make_plan",
+    "member_shardings",
+    "memory_estimate",
+    "parse_shard",
+    "product",
+    "report",
+    "run_sweep",
+    "shard_groups",
+    "train_group",
+    "zip_",
+]

@@ -1,0 +1,302 @@
+"""Training a group as one vmapped program, and running a sweep group by group.
+
+A group's members share shapes and a `Program`, so they train as ONE jitted program:
+`jax.vmap(program.train_epoch, in_axes=(0, 0, None, None))` over the stacked `TrainState`s
+and hyperparameters of its members, run by the same host loop as `vaejax train`
+(`vaejax.loop.fit`). The group's stacked state is checkpointed in
+<workdir>/groups/<group>/; each member writes its own `vaejax train` workdir in
+<workdir>/runs/<run>/ (run.json, metrics.jsonl, its slice of the final checkpoint,
+results.json). A member whose loss becomes NaN writes diverged.json; the others continue.
+
+A finished run (results.json or diverged.json) is never trained, evaluated or written again.
+An unfinished group resumes from its latest checkpoint, and since keys fold in the step, a
+resumed group equals an uninterrupted one bit for bit.
+
+Evaluation is vmapped over the members too (`evaluate.test_metrics` with stacked params). A
+member's numbers equal `vaejax train` of its config to float rounding, not bit for bit: XLA's
+batched matmuls round differently (on CPU, relative differences of ~4e-7 in metrics.jsonl).
+With several local devices, a group's member axis is sharded over a `Mesh` axis "model"
+of gcd(members, devices) devices; results equal one device's within float tolerance.
+Several processes of one job (`initialize_distributed`) each train their own share of the
+groups; `run_sweep` ends with `vaejax.sweeps.results.report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import checkpoints, evaluate, loop, records
+from vaejax import config as config_lib
+from vaejax.data import Splits, load_splits
+from vaejax.program import Program
+from vaejax.sweeps.memory import describe_plan
+from vaejax.sweeps.plan import (
+    SWEEP_RECORD,
+    Group,
+    Run,
+    _finished,
+    _group_key,
+    make_plan,
+    parse_shard,
+    shard_groups,
+)
+from vaejax.sweeps.results import report
+
+GROUP_RECORD = "group.json"
+
+
+# -- several devices, several hosts -------------------------------------------------------
+
+
+def initialize_distributed(environ: Mapping[str, str] | None = None) -> bool:
+    """Calls `jax.distributed.initialize()` when this process is one of several in a job:
+    `JAX_COORDINATOR_ADDRESS` is set, or SLURM started more than one task (srun -n N).
+
+    Must run before any JAX computation. Each process then trains its own share of the
+    groups on its local devices: `run_sweep` makes shard i/n of process p of P shard
+    (i * P + p)/(n * P), so no computation spans processes.
+    A SLURM *array* (one task per job) needs no initialization: pass --shard instead.
+    """
+    environ = os.environ if environ is None else environ
+    if jax.distributed.is_initialized():
+        return True
+    explicit = bool(environ.get("JAX_COORDINATOR_ADDRESS"))
+    slurm = (int(environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_NODELIST" in environ)
+    if not (explicit or slurm):
+        return False
+    jax.distributed.initialize()
+    return True
+
+
+def member_shardings(num_members: int, devices: Sequence[Any]):
+    """(members sharded over "model", replicated) on gcd(members, devices) devices, or None."""
+    n = math.gcd(num_members, len(devices))
+    if n <= 1:
+        return None
+    mesh = jax.sharding.Mesh(np.asarray(devices[:n]), ("model",))
+    P = jax.sharding.PartitionSpec
+    return jax.sharding.NamedSharding(mesh, P("model")), jax.sharding.NamedSharding(mesh, P())
+
+
+# -- training a group --------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Compiled:
+    """A group shape's program, vmapped functions and member shardings, built once per
+    shape and reused by every group of that shape in this process."""
+
+    program: Program
+    init: Callable
+    fns: loop.EpochFunctions
+    shardings: Any
+
+
+def _group_functions(program, num_members: int, devices) -> _Compiled:
+    """The vmapped, jitted init / epoch / validate of a group (state donated)."""
+    shardings = member_shardings(num_members, devices)
+    members = None if shardings is None else shardings[0]
+    init = jax.jit(jax.vmap(program.init_state),
+                   **({} if members is None else {"out_shardings": members}))
+    fns = loop.epoch_functions(program, num_members=num_members, out_shardings=members)
+    return _Compiled(program, init, fns, shardings)
+
+
+class _SplitsCache:
+    """The data of the last config seen: consecutive groups usually share it."""
+
+    def __init__(self, log):
+        self.key, self.splits, self.log = None, None, log
+
+    def get(self, config) -> Splits:
+        key = json.dumps(config_lib.to_dict(config.data), sort_keys=True)
+        if key != self.key:
+            self.splits = None
+            self.splits = load_splits(config, log=self.log)
+            self.key = key
+        return self.splits
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _prepare_group_dir(group: Group, sweep_dir, log) -> pathlib.Path:
+    """group.json names the members; a group dir with other members is moved aside."""
+    group_dir = group.workdir(sweep_dir)
+    record = {"id": group.id, "runs": [r.name for r in group.runs],
+              "config": config_lib.to_dict(group.config)}
+    path = group_dir / GROUP_RECORD
+    if path.exists() and records.read_json(path)["runs"] != record["runs"]:
+        aside = group_dir.with_name(f"{group_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(group_dir), aside)
+        log(f"sweep: group {group.id} had other members; its checkpoints moved to {aside}")
+    group_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(path, record)
+    return group_dir
+
+
+def _start_run(run: Run, sweep_dir, group: Group, data_source: str) -> pathlib.Path:
+    run_dir = run.workdir(sweep_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records.write_run_record(run_dir, run.config, data_source=data_source)
+    record = records.read_run_record(run_dir)
+    record["sweep"] = {"workdir": str(pathlib.Path(sweep_dir).resolve()), "run": run.name,
+                       "group": group.id, "overrides": run.overrides,
+                       "members": [r.name for r in group.runs]}
+    records.write_json(run_dir / records.RUN_RECORD, record)
+    return run_dir
+
+
+def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
+                compiled: dict | None = None, log=print, label: str = "") -> list[str]:
+    """Trains the members of `group` as one vmapped program (the host loop of `vaejax.loop`,
+    as for a single run), then evaluates each unfinished member into its run workdir.
+    Returns the names of the runs it finished."""
+    sweep_dir = pathlib.Path(sweep_dir)
+    devices = list(jax.local_devices() if devices is None else devices)
+    config = group.config
+    label = label or group.id
+    pending = [i for i, run in enumerate(group.runs) if not _finished(run.workdir(sweep_dir))]
+    if not pending:
+        return []
+    key = (_group_key(config), len(group.runs), len(devices))
+    compiled = {} if compiled is None else compiled
+    if key not in compiled:
+        program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+        compiled[key] = _group_functions(program, len(group.runs), devices)
+    group_fns = compiled[key]
+    program = group_fns.program
+
+    workdirs = [_start_run(run, sweep_dir, group, splits.source) if i in pending else None
+                for i, run in enumerate(group.runs)]
+    group_dir = _prepare_group_dir(group, sweep_dir, log)
+    hypers = _stack([program.hyper(run.config) for run in group.runs])
+    train_x, val_x = splits.train, splits.validation if config.train.validate else None
+    if group_fns.shardings is not None:
+        members, replicated = group_fns.shardings
+        hypers = jax.device_put(hypers, members)
+        train_x = jax.device_put(train_x, replicated)
+        val_x = None if val_x is None else jax.device_put(val_x, replicated)
+        log(f"sweep: {label}: {len(group.runs)} members sharded over "
+            f"{members.mesh.devices.size} devices (mesh axis 'model')")
+
+    manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints)
+    state = group_fns.init(hypers)
+    start_epoch = manager.latest_epoch() or 0
+    if start_epoch:
+        state = manager.restore(start_epoch, state)
+        log(f"sweep: {label}: resumed from the group checkpoint of epoch {start_epoch}")
+    if group_fns.shardings is None:
+        # Restored arrays are committed to a device; commit fresh ones too, so that a
+        # resumed group lowers to the same program (and hits a compilation cache).
+        state, hypers = jax.device_put((state, hypers), devices[0])
+    epochs = config.train.epochs
+    try:
+        state, diverged = loop.fit(
+            program, group_fns.fns, state, hypers, train_x, val_x, workdirs=workdirs,
+            manager=manager, start_epoch=start_epoch, epochs=epochs,
+            checkpoint_every=config.train.checkpoint_every, label=f"sweep: {label}", log=log)
+    finally:
+        manager.close()
+
+    host_state = jax.device_get(state)
+    alive = [i for i in pending if i not in diverged]
+    for i in alive:  # each member's own checkpoint: `vaejax eval/sample --workdir <run>` work
+        run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints)
+        if run_manager.latest_epoch() != epochs:
+            run_manager.save(epochs, jax.tree.map(lambda x: jnp.asarray(x[i]), host_state))
+        run_manager.close()
+    if not alive:
+        return []
+    test_x = splits.test[: config.eval.num_test_examples or None]
+    if group_fns.shardings is not None:
+        test_x = jax.device_put(test_x, group_fns.shardings[1])
+    results = evaluate.test_metrics(program, state.params, hypers, test_x, config.eval, log=log)
+    for i in alive:
+        run = group.runs[i]
+        member = jax.tree.map(lambda x: jnp.asarray(x[i]), (host_state.params, hypers))
+        evaluate.finish_member(workdirs[i], program, *member, results[i], splits.test, run.config,
+                               log=log, name=run.name)
+    return [group.runs[i].name for i in alive]
+
+
+def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
+    """Unfinished runs must resume with their recorded config; finished ones are kept."""
+    problems, kept, kept_keys = [], [], set()
+    for group in groups:
+        for run in group.runs:
+            run_dir = run.workdir(sweep_dir)
+            if not (run_dir / records.RUN_RECORD).exists():
+                continue
+            recorded = records.read_run_record(run_dir)["config"]
+            diff = records.config_differences(recorded, config_lib.to_dict(run.config))
+            if _finished(run_dir):
+                if diff:
+                    kept.append(run.name)
+                    kept_keys.update(diff)
+            elif [k for k in diff if k not in records.RESUMABLE_CHANGES]:
+                problems.append(f"{run.name}: {diff}")
+    if kept:
+        log(f"sweep: {len(kept)} finished runs (e.g. {kept[0]}) were trained with another config "
+            f"(differs in {sorted(kept_keys)}); they are kept as they are. Use a new --workdir "
+            f"to train them again.")
+    if problems:
+        raise config_lib.ConfigError(
+            f"{sweep_dir} holds unfinished runs started with another config (a resumed run "
+            f"may change only {list(records.RESUMABLE_CHANGES)}); use a new --workdir:\n  "
+            + "\n  ".join(problems))
+
+
+def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_size: int = 16,
+              dry_run: bool = False, shard: str = "0/1", log=print) -> dict:
+    """Trains this shard's groups of `sweep_file` in `workdir`, then writes the report.
+
+    Finished runs are skipped and unfinished groups resume from their checkpoints. Returns
+    {"plan": Plan, "groups": this shard's groups, "trained": run names finished now,
+    "skipped": run names finished before}.
+    """
+    i, n = parse_shard(shard)
+    if not dry_run and initialize_distributed() and jax.process_count() > 1:
+        # Each process of a multi-process job takes its own share of this shard's groups.
+        i, n = i * jax.process_count() + jax.process_index(), n * jax.process_count()
+        shard = f"{i}/{n}"
+    plan = make_plan(sweep_file, overrides=overrides, max_group_size=max_group_size)
+    mine = shard_groups(plan.groups, shard)
+    sweep_dir = pathlib.Path(workdir)
+    _check_runs(mine, sweep_dir, log)
+    if dry_run:
+        log(describe_plan(plan, mine, shard, sweep_dir))
+        return {"plan": plan, "groups": mine, "trained": [], "skipped": []}
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(sweep_dir / SWEEP_RECORD, plan.record())
+    devices = jax.local_devices()
+    log(f"sweep: {len(plan.runs)} runs in {len(plan.groups)} groups; shard {shard}: "
+        f"{len(mine)} groups on {len(devices)} {devices[0].platform} device(s) -> {sweep_dir}")
+    splits_cache, compiled = _SplitsCache(log), {}
+    trained, skipped = [], []
+    for n, group in enumerate(mine, 1):
+        finished = [r.name for r in group.runs if _finished(r.workdir(sweep_dir))]
+        skipped += finished
+        if len(finished) == len(group.runs):
+            log(f"sweep: [{n}/{len(mine)}] {group.id}: all {len(finished)} runs finished; skipped")
+            continue
+        if finished:
+            log(f"sweep: [{n}/{len(mine)}] {group.id}: {len(finished)} runs already finished "
+                f"(kept); the group trains all {len(group.runs)} and writes only the others")
+        trained += train_group(group, sweep_dir, splits=splits_cache.get(group.config),
+                               devices=devices, compiled=compiled, log=log,
+                               label=f"[{n}/{len(mine)}] {group.id}")
+    report(sweep_dir, log=log)
+    return {"plan": plan, "groups": mine, "trained": trained, "skipped": skipped}

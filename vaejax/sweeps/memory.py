@@ -1,0 +1,81 @@
+"""Memory: what a group needs on its device, and the --dry-run table that shows it.
+
+`memory_estimate` asks XLA: the stacked train state of the group, and the temporaries of
+one training step compiled (not run) for it. `describe_plan` is the text of
+`vaejax sweep --dry-run`: the runs and groups of a shard with each group's estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from vaejax import data as data_lib
+from vaejax.program import Program, run_keys
+from vaejax.sweeps.plan import Group, Plan, _finished
+
+# Activation memory: bytes per float x (forward value, its gradient, pre-activation, slack).
+
+
+def memory_estimate(config, data_shape: Sequence[int], num_members: int) -> dict:
+    """Bytes a group of `num_members` runs of `config` needs while training, as XLA counts
+    them for one compiled (not run) training step of the vmapped group:
+
+        params_bytes      = the stacked TrainState: params, optimizer state and step, x M
+        activations_bytes = XLA's temporaries of the step (forward and backward values)
+
+    Any model of the protocol works, since nothing is read from its layers. Compiling takes
+    seconds per group shape. Not counted: the uint8 images (on the device once, shared).
+    """
+    program = Program.build(config, data_shape, config.train.batch_size)
+    hyper = jax.tree.map(lambda a: jax.ShapeDtypeStruct((num_members,) + a.shape, a.dtype),
+                         program.hyper(config))
+    state = jax.eval_shape(jax.vmap(program.init_state), hyper)
+    keys = jax.eval_shape(jax.vmap(run_keys), hyper["seed"])
+    batch = jax.ShapeDtypeStruct((config.train.batch_size, *data_shape), jnp.uint8)
+    step = jax.jit(jax.vmap(program.train_step, in_axes=(0, 0, None, 0)), donate_argnums=0)
+    stats = step.lower(state, hyper, batch, keys).compile().memory_analysis()
+    num_params = sum(math.prod(p.shape[1:]) for p in jax.tree.leaves(state.params))
+    params_bytes = sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(state))
+    activations_bytes = int(stats.temp_size_in_bytes)
+    return {
+        "members": num_members,
+        "params_per_member": num_params,
+        "params_bytes": params_bytes,
+        "activations_bytes": activations_bytes,
+        "total_bytes": params_bytes + activations_bytes,
+    }
+
+
+def _mb(num_bytes) -> float:
+    return num_bytes / 2**20
+
+
+def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_dir=None) -> str:
+    """The --dry-run text: runs, groups, members and the memory estimate of each group."""
+    shapes = {}
+    lines = [f"sweep {plan.sweep_file}: {len(plan.runs)} runs in {len(plan.groups)} groups "
+             f"(max_group_size {plan.max_group_size}); shard {shard}: "
+             f"{len(shard_groups_)} groups, {sum(len(g.runs) for g in shard_groups_)} runs"]
+    lines.append(f"{'group':<40} {'members':>7} {'params/member':>13} "
+                 f"{'params+adam MB':>14} {'activations MB':>14} {'total MB':>9}")
+    for group in shard_groups_:
+        name, data_dir = group.config.data.name, group.config.data.data_dir or None
+        if (name, data_dir) not in shapes:
+            shapes[name, data_dir] = data_lib.image_shape(name, data_dir=data_dir)
+        est = memory_estimate(group.config, shapes[name, data_dir], len(group.runs))
+        lines.append(f"{group.id:<40} {len(group.runs):>7} {est['params_per_member']:>13,} "
+                     f"{_mb(est['params_bytes']):>14.1f} {_mb(est['activations_bytes']):>14.1f} "
+                     f"{_mb(est['total_bytes']):>9.1f}")
+        for run in group.runs:
+            state = ""
+            if sweep_dir is not None and _finished(run.workdir(sweep_dir)):
+                state = "  (finished)"
+            lines.append(f"    {run.name}{state}")
+    lines.append("memory per group = the stacked train state (params, optimizer state) + XLA's "
+                 "temporaries of one compiled training step "
+                 "(see sweeps.memory_estimate); the uint8 data is shared.")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The report: one table and three figures from whatever run workdirs exist.
+
+`report` (and `vaejax sweep-report`) writes <workdir>/results.csv and results.md, one row per
+run with its swept values, test metrics (`RESULT_COLUMNS`), wall time and status (finished,
+diverged, epoch k, pending), a mean ± std over seeds where runs differ only in their seed,
+and <workdir>/figures/ (`FIGURES`: rate_distortion, nll_vs_latent_dim,
+active_units_vs_beta). It reads the run workdirs, not a process's memory, so it merges the
+runs of every shard of a sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from vaejax import config as config_lib
+from vaejax import records
+from vaejax.sweeps.plan import SWEEP_RECORD, short_names
+
+RESULT_COLUMNS = ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "active_units")
+FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png")
+
+
+def _wall_time(metrics: list[dict], results: dict | None) -> float | None:
+    if not metrics:
+        return None
+    total = sum(r.get("epoch_time", 0.0) + r.get("compile_time", 0.0) for r in metrics)
+    return total + ((results or {}).get("eval_time") or 0.0)
+
+
+def _read_json_or_none(path: pathlib.Path):
+    return records.read_json(path) if path.exists() else None
+
+
+def collect(workdir) -> tuple[list[dict], list[str]]:
+    """One row per run of the sweep in `workdir` (planned, or present under runs/), and the
+    short names of the swept keys. Rows of runs not started have status "pending"."""
+    sweep_dir = pathlib.Path(workdir)
+    plan = _read_json_or_none(sweep_dir / SWEEP_RECORD)
+    planned = {r["name"]: r for r in (plan or {}).get("runs", [])}
+    names = list(planned)
+    runs_dir = sweep_dir / "runs"
+    if runs_dir.is_dir():
+        names += sorted(p.name for p in runs_dir.iterdir() if p.name not in planned
+                        and (p / records.RUN_RECORD).exists())
+    rows, swept = [], {}
+    for name in names:
+        run_dir = runs_dir / name
+        record = _read_json_or_none(run_dir / records.RUN_RECORD)
+        info = (record or {}).get("sweep") or planned.get(name, {})
+        overrides = info.get("overrides", {})
+        swept.update(dict.fromkeys(overrides))
+        if record is not None:
+            flat = config_lib.flatten(record["config"])
+        else:
+            flat = config_lib.flatten((plan or {}).get("base_config", {})) | dict(overrides)
+        results = _read_json_or_none(run_dir / records.RESULTS)
+        metrics = records.read_metrics(run_dir) if run_dir.is_dir() else []
+        if results is not None:
+            status = "finished"
+        elif (run_dir / records.DIVERGED).exists():
+            status = "diverged"
+        elif metrics:
+            status = f"epoch {metrics[-1]['epoch']}"
+        else:
+            status = "pending"
+        row = {"name": name, "latent_dim": flat.get("model.latent_dim"),
+               "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
+        row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
+        row.update(wall_time=_wall_time(metrics, results), status=status, group=info.get("group"))
+        rows.append(row)
+    extra = [k for k in swept if k not in ("model.latent_dim", "objective.beta", "seed")]
+    labels = short_names(extra)
+    for row in rows:
+        flat = row.pop("_config")
+        row.update({labels[key]: flat.get(key) for key in extra})
+    return rows, [labels[k] for k in extra]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.2f}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _markdown(rows: list[dict], columns: Sequence[str]) -> str:
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(out) + "\n"
+
+
+def _over_seeds(rows: list[dict], keys: Sequence[str]) -> list[dict]:
+    """Mean and standard deviation over seeds of the finished runs with equal `keys`."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["status"] == "finished":
+            key = tuple(json.dumps(row.get(k), default=str) for k in keys)
+            groups.setdefault(key, []).append(row)
+    out = []
+    for members in groups.values():
+        agg = {k: members[0].get(k) for k in keys}
+        agg["seeds"] = len(members)
+        for key in RESULT_COLUMNS:
+            values = [m[key] for m in members if m.get(key) is not None]
+            if values:
+                agg[key] = f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+        out.append(agg)
+    return out
+
+
+def report(workdir, log=print) -> list[dict]:
+    """Writes `<workdir>`/results.csv, results.md and figures/ from the run workdirs that
+    exist (every shard's); `vaejax sweep-report` calls it. Returns the rows."""
+    from vaejax import plots  # noqa: PLC0415
+
+    sweep_dir = pathlib.Path(workdir)
+    if not (sweep_dir / SWEEP_RECORD).exists() and not (sweep_dir / "runs").is_dir():
+        raise FileNotFoundError(f"{sweep_dir} holds no sweep (no {SWEEP_RECORD}, no runs/).")
+    rows, extra = collect(sweep_dir)
+    columns = ["name", "latent_dim", "beta", "seed", *extra, *RESULT_COLUMNS, "wall_time",
+               "status", "group"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
+    records.atomic_write_text(sweep_dir / "results.csv", buffer.getvalue())
+
+    finished = [r for r in rows if r["status"] == "finished"]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "diverged", "pending")}
+    running = len(rows) - sum(counts.values())
+    summary = (f"{counts['finished']} of {len(rows)} runs finished"
+               + (f", {running} in progress" if running else "")
+               + (f", {counts['diverged']} diverged" if counts["diverged"] else "")
+               + (f", {counts['pending']} not started" if counts["pending"] else ""))
+    text = [f"# Sweep {sweep_dir.name}\n", f"{summary}. Test metrics in nats per example; "
+            "wall_time in seconds (a group's training time, shared by its members, plus the "
+            "run's evaluation).\n"]
+    keys = ["latent_dim", "beta", *extra]
+    means = _over_seeds(rows, keys)
+    if any(m["seeds"] > 1 for m in means):
+        text += ["## Mean ± std over seeds\n", _markdown(means, [*keys, "seeds", *RESULT_COLUMNS])]
+    text += ["## Runs\n", _markdown(rows, columns)]
+    figures = sweep_dir / "figures"
+    text += ["## Figures\n"] + [f"![{f}](figures/{f})\n" for f in FIGURES]
+    records.atomic_write_text(sweep_dir / "results.md", "\n".join(text))
+
+    plots.rate_distortion(finished, figures / FIGURES[0])
+    plots.nll_vs_latent_dim(finished, figures / FIGURES[1])
+    plots.active_units_vs_beta(finished, figures / FIGURES[2])
+    log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
+    return rows
