@@ -57,7 +57,7 @@ def worker(mode: str, num_train: int) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
     from vaejax import config as config_lib  # noqa: PLC0415
-    from vaejax import sweeps  # noqa: PLC0415
+    from vaejax import sweep  # noqa: PLC0415
     from vaejax.data import load_splits  # noqa: PLC0415
     from vaejax.program import Program  # noqa: PLC0415
 
@@ -127,7 +127,7 @@ def worker(mode: str, num_train: int) -> dict:
             out["train_s"] += time.perf_counter() - train_start
     out["total_s"] = out["compile_s"] + out["train_s"]
     members = len(configs) if mode == "vmap" else 1
-    out["estimate"] = sweeps.memory_estimate(config, splits.train.shape[1:], members)
+    out["estimate"] = sweep.memory_estimate(config, splits.train.shape[1:], members)
     return out
 
 

@@ -15,7 +15,7 @@ IWAE part of evaluation about tenfold.
 """
 
 from vaejax.config import sibling
-from vaejax.sweeps import product
+from vaejax.sweep import product
 
 
 def get_config():

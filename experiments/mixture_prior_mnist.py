@@ -11,7 +11,7 @@ hidden_size=...)`, importing `my_models` from this file's folder.
 import ml_collections
 
 from vaejax.config import sibling
-from vaejax.sweeps import product
+from vaejax.sweep import product
 
 
 def get_config():

@@ -9,7 +9,7 @@ Writes sweeps/smoke/results.md, results.csv and figures/ (the README's sweep exa
 """
 
 from vaejax.config import sibling
-from vaejax.sweeps import product
+from vaejax.sweep import product
 
 
 def get_config():

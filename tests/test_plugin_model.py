@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import vaejax
-from vaejax import cli, records, reproduce, sweeps, train
+from vaejax import cli, records, reproduce, sweep, train
 from vaejax import config as config_lib
 
 from run_helpers import REPO, comparable
@@ -77,7 +77,7 @@ def test_plugin_model_trains_evaluates_draws_reproduces_and_loads(tmp_path, trai
 
 
 def test_plugin_model_sweeps_as_one_vmapped_group(tmp_path, trained, config, mnist_dir):
-    out = sweeps.run_sweep(EXPERIMENT, tmp_path / "sweep", log=quiet,
+    out = sweep.run_sweep(EXPERIMENT, tmp_path / "sweep", log=quiet,
                            overrides=SHRINK + [f"data.data_dir={mnist_dir}", "eval.figures=false",
                                                     "eval.iwae_samples=0"])
     assert [len(g.runs) for g in out["groups"]] == [2]  # seeds 0 and 1 vmapped together
@@ -86,7 +86,7 @@ def test_plugin_model_sweeps_as_one_vmapped_group(tmp_path, trained, config, mni
     for a, b in zip(member, single):
         for key, value in b.items():
             assert a[key] == pytest.approx(value, rel=1e-5), key
-    rows = sweeps.collect(tmp_path / "sweep")[0]
+    rows = sweep.collect(tmp_path / "sweep")[0]
     assert [r["status"] for r in rows] == ["finished", "finished"]
 
 

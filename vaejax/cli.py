@@ -142,15 +142,15 @@ def _run(args, overrides: list[str]) -> int:
         report = reproduce.reproduce(args.run, args.workdir)
         return 0 if report["match"] else 1
     elif args.command == "sweep":
-        from vaejax import sweeps  # noqa: PLC0415
+        from vaejax import sweep  # noqa: PLC0415
 
-        sweeps.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
+        sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
                          max_group_size=args.max_group_size, dry_run=args.dry_run,
                          shard=args.shard)
     elif args.command == "sweep-report":
-        from vaejax import sweeps  # noqa: PLC0415
+        from vaejax import sweep  # noqa: PLC0415
 
-        sweeps.report(args.workdir)
+        sweep.report(args.workdir)
     elif args.command == "data":
         from vaejax import data  # noqa: PLC0415
 

@@ -11,7 +11,7 @@ for bit.
 
 `Program` holds what the config fixes statically; its `init_state` / `train_epoch` are pure
 functions of one member's `TrainState` and hyperparameters (`hyper`: a dict of traced
-scalars, see `Program.hyper`). `vaejax.loop` runs them for one model, and `vaejax.sweeps`
+scalars, see `Program.hyper`). `vaejax.loop` runs them for one model, and `vaejax.sweep`
 vmaps the very same functions over the members of a group.
 """
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from vaejax import data as data_lib
 from vaejax.program import Program, run_keys
-from vaejax.sweeps.plan import Group, Plan, _finished
+from vaejax.sweep.plan import Group, Plan, _finished
 
 # Activation memory: bytes per float x (forward value, its gradient, pre-activation, slack).
 
@@ -77,5 +77,5 @@ def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_
             lines.append(f"    {run.name}{state}")
     lines.append("memory per group = the stacked train state (params, optimizer state) + XLA's "
                  "temporaries of one compiled training step "
-                 "(see sweeps.memory_estimate); the uint8 data is shared.")
+                 "(see sweep.memory_estimate); the uint8 data is shared.")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
-"""`vaejax.sweeps.results`: tables and figures from run workdirs, without training anything.
+"""`vaejax.sweep.results`: tables and figures from run workdirs, without training anything.
 
 Run workdirs are written by hand here (run.json, metrics.jsonl, results.json, diverged.json),
-as the loop and evaluation write them; the trained end to end case is in test_sweeps_group.py.
+as the loop and evaluation write them; the trained end to end case is in test_sweep_group.py.
 """
 
 import csv
@@ -10,9 +10,9 @@ import json
 from PIL import Image
 
 from vaejax import records
-from vaejax.sweeps import report
-from vaejax.sweeps.plan import SWEEP_RECORD
-from vaejax.sweeps.results import FIGURES
+from vaejax.sweep import report
+from vaejax.sweep.plan import SWEEP_RECORD
+from vaejax.sweep.results import FIGURES
 
 
 def _run(sweep_dir, name, latent_dim, beta, seed, *, nll=None, diverged=False, epochs=2):

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from test_sweeps_group import GROUP_2, SHRINK, SMOKE
+from test_sweep_group import GROUP_2, SHRINK, SMOKE
 
 from vaejax import config as config_lib
-from vaejax.sweeps import plan as plan_lib
+from vaejax.sweep import plan as plan_lib
 
 
 def test_product_is_every_combination_with_short_names():

@@ -11,7 +11,7 @@ and is named after its overrides (`latent_dim=2,beta=0.5,seed=0`, filesystem saf
 Runs whose configs differ only in traced scalars (`program.vmapped_keys`: the seed, the
 peak learning rate and the objective's scalars such as objective.beta) share shapes and a
 `Program`, so they form a
-*group* that trains as one jitted program (`vaejax.sweeps.group`). Groups larger than
+*group* that trains as one jitted program (`vaejax.sweep.group`). Groups larger than
 `max_group_size` are split into near-equal parts.
 
 `--shard i/n` gives process i every n-th group in plan order (`shard_groups`), so

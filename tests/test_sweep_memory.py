@@ -1,10 +1,10 @@
 """Sweep memory: the estimate's formula and the --dry-run table."""
 
-from test_sweeps_group import SMOKE, Log
+from test_sweep_group import SMOKE, Log
 
 from vaejax import config as config_lib
-from vaejax import sweeps
-from vaejax.sweeps import memory as memory_lib
+from vaejax import sweep
+from vaejax.sweep import memory as memory_lib
 
 
 def test_memory_estimate_counts_the_state_and_asks_xla_for_the_rest():
@@ -26,7 +26,7 @@ def test_memory_estimate_counts_the_state_and_asks_xla_for_the_rest():
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     log = Log()
-    out = sweeps.run_sweep(SMOKE, tmp_path / "sweep", dry_run=True, shard="1/2", log=log)
+    out = sweep.run_sweep(SMOKE, tmp_path / "sweep", dry_run=True, shard="1/2", log=log)
     text = "\n".join(log)
     assert "8 runs in 2 groups" in text and "shard 1/2: 1 groups, 4 runs" in text
     assert "latent_dim=4,beta=2,seed=1" in text and "latent_dim=2,beta=2,seed=1" not in text

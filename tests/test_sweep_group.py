@@ -20,9 +20,9 @@ from PIL import Image
 import vaejax
 from vaejax import checkpoints, cli, loop, records
 from vaejax.program import Program
-from vaejax.sweeps.results import FIGURES
+from vaejax.sweep.results import FIGURES
 from vaejax import train as train_lib
-from vaejax.sweeps import group as group_lib
+from vaejax.sweep import group as group_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "smoke_sweep.py"
@@ -179,7 +179,7 @@ def test_a_diverging_member_does_not_stop_its_group(smoke, tmp_path):
     reference, _, _ = smoke
     sweep_file = tmp_path / "diverge.py"
     sweep_file.write_text(
-        "from vaejax.config import load_module\nfrom vaejax.sweeps import product, zip_\n"
+        "from vaejax.config import load_module\nfrom vaejax.sweep import product, zip_\n"
         f"smoke = load_module({str(SMOKE)!r})\nget_config = smoke.get_config\n"
         "def get_sweep():\n"
         "    return product(latent_dim=[2], beta=[0.5], seed=[0]) + product(\n"
@@ -213,8 +213,8 @@ def test_eight_cpu_devices_match_one_device(smoke, tmp_path):
     code = (
         "import sys, jax\n"
         "assert len(jax.devices()) == 8\n"
-        "from vaejax import sweeps\n"
-        f"sweeps.run_sweep({str(SMOKE)!r}, {str(workdir)!r}, overrides={SHRINK + NO_IWAE!r}, "
+        "from vaejax import sweep\n"
+        f"sweep.run_sweep({str(SMOKE)!r}, {str(workdir)!r}, overrides={SHRINK + NO_IWAE!r}, "
         "shard='0/2')\n")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vaejax import config as config_lib
 from vaejax import records
-from vaejax.sweeps.plan import SWEEP_RECORD, short_names
+from vaejax.sweep.plan import SWEEP_RECORD, short_names
 
 RESULT_COLUMNS = ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "active_units")
 FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png")

@@ -29,27 +29,27 @@ checkpoint. `--shard i/n` gives process i every n-th group in plan order, so ind
 processes split a sweep with no coordinator; `report` merges whatever run workdirs exist.
 
 Note: the function `report` shadows the submodule of the same name as an attribute of this
-package; reach the module with `from vaejax.sweeps.results import ...`.
+package; reach the module with `from vaejax.sweep.results import ...`.
 """
 
-from vaejax.sweeps.group import initialize_distributed
-from vaejax.sweeps.group import member_shardings
-from vaejax.sweeps.group import run_sweep
-from vaejax.sweeps.group import train_group
-from vaejax.sweeps.memory import describe_plan
-from vaejax.sweeps.memory import memory_estimate
-from vaejax.sweeps.plan import Group
-from vaejax.sweeps.plan import Plan
-from vaejax.sweeps.plan import Run
-from vaejax.sweeps.plan import group_runs
-from vaejax.sweeps.plan import make_plan
-from vaejax.sweeps.plan import parse_shard
-from vaejax.sweeps.plan import product
-from vaejax.sweeps.plan import shard_groups
-from vaejax.sweeps.plan import zip_
-from vaejax.sweeps.results import FIGURES
-from vaejax.sweeps.results import collect
-from vaejax.sweeps.results import report
+from vaejax.sweep.group import initialize_distributed
+from vaejax.sweep.group import member_shardings
+from vaejax.sweep.group import run_sweep
+from vaejax.sweep.group import train_group
+from vaejax.sweep.memory import describe_plan
+from vaejax.sweep.memory import memory_estimate
+from vaejax.sweep.plan import Group
+from vaejax.sweep.plan import Plan
+from vaejax.sweep.plan import Run
+from vaejax.sweep.plan import group_runs
+from vaejax.sweep.plan import make_plan
+from vaejax.sweep.plan import parse_shard
+from vaejax.sweep.plan import product
+from vaejax.sweep.plan import shard_groups
+from vaejax.sweep.plan import zip_
+from vaejax.sweep.results import FIGURES
+from vaejax.sweep.results import collect
+from vaejax.sweep.results import report
 
 __all__ = [
     "FIGURES",

@@ -18,7 +18,7 @@ batched matmuls round differently (on CPU, relative differences of ~4e-7 in metr
 With several local devices, a group's member axis is sharded over a `Mesh` axis "model"
 of gcd(members, devices) devices; results equal one device's within float tolerance.
 Several processes of one job (`initialize_distributed`) each train their own share of the
-groups; `run_sweep` ends with `vaejax.sweeps.results.report`.
+groups; `run_sweep` ends with `vaejax.sweep.results.report`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from vaejax import checkpoints, evaluate, loop, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
-from vaejax.sweeps.memory import describe_plan
-from vaejax.sweeps.plan import (
+from vaejax.sweep.memory import describe_plan
+from vaejax.sweep.plan import (
     SWEEP_RECORD,
     Group,
     Run,
@@ -51,7 +51,7 @@ from vaejax.sweeps.plan import (
     parse_shard,
     shard_groups,
 )
-from vaejax.sweeps.results import report
+from vaejax.sweep.results import report
 
 GROUP_RECORD = "group.json"
 
