@@ -33,8 +33,13 @@ def binary_log_likelihood(x, p_x):
     return p_x.log_prob(x)
 
 
+def log_likelihood(x, p_x):
+    """log p(x|z) = `p_x.log_prob(x)`, nats: any x."""
+    return p_x.log_prob(x)
+
+
 def _log_likelihood(preprocessing):
-    return binary_log_likelihood if preprocessing in BINARY_PREPROCESSING else "bernoulli"
+    return binary_log_likelihood if preprocessing in BINARY_PREPROCESSING else log_likelihood
 
 
 def _example_streams(key):
