@@ -102,7 +102,7 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     """
     from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
 
-    stacked = len(workdirs) > 1 or jnp.ndim(hyper["seed"]) == 1
+    stacked = jnp.ndim(hyper["seed"]) == 1  # a group: a leading member axis
     written = [i for i, workdir in enumerate(workdirs) if workdir is not None]
     for i in written:
         records.truncate_metrics(workdirs[i], start_epoch)

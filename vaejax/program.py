@@ -63,10 +63,15 @@ def objective_factory(config):
     return OBJECTIVES.get(config.objective.kind, search_path=search_path(config))
 
 
+def objective_scalars(factory) -> tuple[str, ...]:
+    """The `config.objective` fields an objective keeps traced (none if it declares none)."""
+    return tuple(getattr(factory, "scalars", ()))
+
+
 def vmapped_keys(config) -> tuple[str, ...]:
     """The config keys that members of one vmapped group may differ in: the seed, the peak
     learning rate and the objective's traced scalars (e.g. objective.beta)."""
-    scalars = getattr(objective_factory(config), "scalars", ())
+    scalars = objective_scalars(objective_factory(config))
     return ("seed", "optimizer.learning_rate", *(f"objective.{s}" for s in scalars))
 
 
@@ -116,7 +121,7 @@ class Program:
         data_lib.preprocessing_fn(config.data.preprocessing)  # a clear error for a bad name
         model = build_model(config, image_shape)
         factory = objective_factory(config)
-        scalars = tuple(getattr(factory, "scalars", ()))
+        scalars = objective_scalars(factory)
         static = {k: v for k, v in dict(config.objective).items()
                   if k != "kind" and k not in scalars and k not in _SCHEDULE_FIELDS}
         objective = registry.call_with_fields(
