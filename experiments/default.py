@@ -31,9 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.gaussian_logvar = "learned"  # or a number, e.g. "-2.0" (gaussian likelihood only)
 
     config.objective = ml_collections.ConfigDict()
-    config.objective.kind = "elbo"           # elbo | iwae | "module:attribute" (your own)
-    config.objective.num_samples = 1
-    config.objective.beta = 1.0
+    config.objective.kind = "elbo"           # elbo | iwae | miwae | piwae | ciwae | tcvae | rws | "module:attribute"
+    config.objective.num_samples = 1         # K: draws per example (per group for miwae, piwae)
+    config.objective.num_groups = 1          # M: groups of K draws (miwae, piwae)
+    config.objective.gradient_estimator = "reparam"  # reparam | stl | dreg (elbo and the iwae family)
+    config.objective.beta = 1.0              # KL weight (elbo, tcvae's TC weight; ciwae: the ELBO's share)
     config.objective.beta_schedule = "constant"  # constant | linear | cyclical
     config.objective.warmup_steps = 0        # linear: steps from 0 to beta
     config.objective.cycle_steps = 0         # cyclical: steps per cycle

@@ -14,9 +14,13 @@ def test_a_config_recorded_before_models_became_plugins_loads(tmp_path):
     old = config_lib.to_dict(tiny_config())
     likelihood = old["model"].pop("likelihood")
     old["likelihood"] = likelihood  # the layout before the plug-in core
+    for added in ("gradient_estimator", "num_groups"):  # objective settings added since
+        old["objective"].pop(added)
     (tmp_path / records.RUN_RECORD).write_text(json.dumps({"config": old}))
     config = records.run_config(tmp_path)
     assert config.model.likelihood == likelihood and "likelihood" not in config
+    assert config.objective.gradient_estimator == "reparam" and config.objective.num_groups == 1
+    records.write_run_record(tmp_path, tiny_config(), data_source="test")  # resumes: no difference
 
 
 def test_resume_accepts_only_changes_that_keep_the_trajectory(tmp_path):

@@ -21,6 +21,14 @@ from vaejax.distributions import kl_to_standard_normal  # noqa: E402
 from vaejax.distributions import kl_to_standard_normal_per_dim  # noqa: E402
 from vaejax.distributions import standard_normal_log_prob  # noqa: E402
 from vaejax.objectives import OBJECTIVES  # noqa: E402
+from vaejax.objectives import GRADIENT_ESTIMATORS  # noqa: E402
+from vaejax.objectives import batch_ciwae_bound  # noqa: E402
+from vaejax.objectives import batch_miwae_bound  # noqa: E402
+from vaejax.objectives import batch_reweighted_wake_sleep  # noqa: E402
+from vaejax.objectives import ciwae_bound  # noqa: E402
+from vaejax.objectives import miwae_bound  # noqa: E402
+from vaejax.objectives import reweighted_wake_sleep  # noqa: E402
+from vaejax.objectives import stop_gradient_parameters  # noqa: E402
 from vaejax.objectives import batch_elbo  # noqa: E402
 from vaejax.objectives import batch_iwae_bound  # noqa: E402
 from vaejax.objectives import beta_schedule  # noqa: E402
@@ -57,6 +65,14 @@ __all__ = [
     "kl_to_standard_normal_per_dim",
     "standard_normal_log_prob",
     "OBJECTIVES",
+    "GRADIENT_ESTIMATORS",
+    "batch_ciwae_bound",
+    "batch_miwae_bound",
+    "batch_reweighted_wake_sleep",
+    "ciwae_bound",
+    "miwae_bound",
+    "reweighted_wake_sleep",
+    "stop_gradient_parameters",
     "batch_elbo",
     "batch_iwae_bound",
     "beta_schedule",

@@ -53,12 +53,19 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
     return apply_overrides(config, overrides)
 
 
+# Settings added since runs were first recorded, with the value that reproduces older runs.
+_ADDED_OBJECTIVE_FIELDS = {"gradient_estimator": "reparam", "num_groups": 1}
+
+
 def upgrade(config: dict) -> dict:
     """A config recorded by an older vaejax, in today's layout: the top-level `likelihood`
-    moved into `model` (it is part of the model since models became plug-ins)."""
+    moved into `model` (it is part of the model since models became plug-ins), and objective
+    settings added later get the value the older run used."""
     config = dict(config)
     if "likelihood" in config:
         config["model"] = {**config["model"], "likelihood": config.pop("likelihood")}
+    if "objective" in config:
+        config["objective"] = {**_ADDED_OBJECTIVE_FIELDS, **config["objective"]}
     return config
 
 

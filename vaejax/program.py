@@ -68,6 +68,14 @@ def objective_scalars(factory) -> tuple[str, ...]:
     return tuple(getattr(factory, "scalars", ()))
 
 
+def scalar_defaults(objective) -> dict[str, float]:
+    """The defaults of an objective's traced scalars, from its `__call__` signature (a config
+    that does not set e.g. objective.gamma gets the objective's own default)."""
+    parameters = inspect.signature(objective.__call__).parameters
+    return {name: p.default for name, p in parameters.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+
 def vmapped_keys(config) -> tuple[str, ...]:
     """The config keys that members of one vmapped group may differ in: the seed, the peak
     learning rate and the objective's traced scalars (e.g. objective.beta)."""
@@ -124,8 +132,12 @@ class Program:
         scalars = objective_scalars(factory)
         static = {k: v for k, v in dict(config.objective).items()
                   if k != "kind" and k not in scalars and k not in _SCHEDULE_FIELDS}
+        # A batch-level objective that needs the training-set size (beta-TCVAE) names it.
+        extra = ({"dataset_size": num_train}
+                 if "dataset_size" in inspect.signature(factory).parameters else {})
         objective = registry.call_with_fields(
-            factory, static, what=f"objective.kind={config.objective.kind!r}", only_accepted=True)
+            factory, static, what=f"objective.kind={config.objective.kind!r}", only_accepted=True,
+            **extra)
         steps_per_epoch = num_train // config.train.batch_size
         return cls(
             model=model,
@@ -145,8 +157,12 @@ class Program:
         """The traced scalars of one member: seed, peak learning rate, objective scalars."""
         hyper = {"seed": jnp.asarray(config.seed, jnp.int32),
                  "learning_rate": jnp.asarray(config.optimizer.learning_rate, jnp.float32)}
+        defaults = scalar_defaults(self.objective)
         for name in self.scalars:
-            hyper[name] = jnp.asarray(config.objective[name], jnp.float32)
+            if name not in config.objective and name not in defaults:
+                raise ValueError(f"objective.kind={config.objective.kind!r} needs config.objective.{name} "
+                                 "(a traced scalar without a default): set it in the config")
+            hyper[name] = jnp.asarray(config.objective.get(name, defaults.get(name)), jnp.float32)
         return hyper
 
     # -- pure functions of one member ---------------------------------------------------

@@ -90,7 +90,9 @@ def environment() -> dict:
 
 
 def config_differences(a: dict, b: dict) -> list[str]:
-    fa, fb = config_lib.flatten(a), config_lib.flatten(b)
+    """The flattened keys where two recorded configs differ, each read in today's layout
+    (`config.upgrade`), so a setting added since `a` was recorded is not a difference."""
+    fa, fb = config_lib.flatten(config_lib.upgrade(a)), config_lib.flatten(config_lib.upgrade(b))
     keys = sorted(set(fa) | set(fb))
     return [k for k in keys if _normalize(fa.get(k)) != _normalize(fb.get(k))]
 

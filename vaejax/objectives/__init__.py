@@ -1,18 +1,31 @@
 """Objectives: per-example evidence bounds (`bounds`), KL-weight schedules (`schedules`) and
-the batch-level training objectives that configs name (`training`)."""
+the batch-level training objectives that configs name (`training`), reweighted wake-sleep
+(`wake_sleep`) and beta-TCVAE (`tcvae`)."""
+from vaejax.objectives.bounds import GRADIENT_ESTIMATORS
 from vaejax.objectives.bounds import LIKELIHOODS
+from vaejax.objectives.bounds import batch_ciwae_bound
 from vaejax.objectives.bounds import batch_elbo
 from vaejax.objectives.bounds import batch_iwae_bound
+from vaejax.objectives.bounds import batch_miwae_bound
+from vaejax.objectives.bounds import ciwae_bound
 from vaejax.objectives.bounds import elbo
 from vaejax.objectives.bounds import iwae_bound
 from vaejax.objectives.bounds import iwae_log_weights
 from vaejax.objectives.bounds import log_likelihood_fn
+from vaejax.objectives.bounds import miwae_bound
+from vaejax.objectives.bounds import stop_gradient_parameters
 from vaejax.objectives.schedules import SCHEDULES
 from vaejax.objectives.schedules import beta_schedule
 from vaejax.objectives.schedules import constant_beta
 from vaejax.objectives.schedules import cyclical_beta
 from vaejax.objectives.schedules import linear_warmup_beta
-from vaejax.objectives.training import IWAE
+from vaejax.objectives.training import CIWAE
 from vaejax.objectives.training import ELBO
+from vaejax.objectives.training import IWAE
+from vaejax.objectives.training import MIWAE
+from vaejax.objectives.training import PIWAE
+from vaejax.objectives.training import RWS
 from vaejax.objectives.training import OBJECTIVES
 from vaejax.objectives.training import model_functions
+from vaejax.objectives.wake_sleep import batch_reweighted_wake_sleep
+from vaejax.objectives.wake_sleep import reweighted_wake_sleep

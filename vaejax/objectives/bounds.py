@@ -16,7 +16,7 @@ better; use `-value` as a loss. Batch with `batch_elbo` / `batch_iwae_bound` (ja
 examples, one key per example) or with your own jax.vmap.
 """
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -124,8 +124,42 @@ def _log_likelihoods(x, z_S, decode, log_likelihood):
     return jax.vmap(lambda z: log_likelihood(x, decode(z)))(z_S)
 
 
+GRADIENT_ESTIMATORS = ("reparam", "stl", "dreg")
+
+
+def _check_estimator(gradient_estimator, caller):
+    if gradient_estimator not in GRADIENT_ESTIMATORS:
+        raise ValueError(f"{caller}: gradient_estimator must be one of "
+                         f"{', '.join(map(repr, GRADIENT_ESTIMATORS))}, got {gradient_estimator!r}")
+
+
+def stop_gradient_parameters(dist, caller="stl/dreg"):
+    """`dist` with `jax.lax.stop_gradient` on every parameter: the same density, but no
+    gradient reaches the parameters through `log_prob` (only through its argument).
+
+    Works for any distribution that is a pytree of its parameters (vaejax's, distrax's and
+    TFP-on-JAX's are).
+    """
+    leaves = jax.tree.leaves(dist)
+    if len(leaves) == 1 and leaves[0] is dist:
+        raise ValueError(f"{caller} needs a posterior that is a JAX pytree of its parameters (as "
+                         f"vaejax, distrax and TFP distributions are), got {type(dist).__name__}; "
+                         "register it with jax.tree_util, or use gradient_estimator='reparam'")
+    return jax.tree.map(jax.lax.stop_gradient, dist)
+
+
+def with_gradient_of(value, surrogate):
+    """`value` in the forward pass, the gradient of `surrogate` in the backward pass.
+
+    value + (s - s) is value (s finite), so every estimator returns the value of the plain
+    reparameterized bound for the same key (bit for bit unless XLA fuses the two programs'
+    arithmetic differently).
+    """
+    return jax.lax.stop_gradient(value) + (surrogate - jax.lax.stop_gradient(surrogate))
+
+
 def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
-         num_samples=1, analytic_kl=True, free_bits=0.0, prior=None):
+         num_samples=1, analytic_kl=True, free_bits=0.0, prior=None, gradient_estimator="reparam"):
     """(beta-weighted) evidence lower bound for ONE example, in nats.
 
         value = E_q[log p(x|z)] - beta * KL_term,   z ~ q(z|x) reparameterized,
@@ -144,6 +178,16 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     Free bits (Kingma et al. 2016) are applied per example and per latent dimension;
     the paper applies them to each group's KL averaged over the minibatch.
 
+    Gradient estimators (the value is the same for all three, up to float rounding
+    where XLA fuses the programs differently; only the gradient differs):
+      - "reparam": the gradient of the value above.
+      - "stl": sticking the landing (Roeder et al. 2017): the gradient of the Monte Carlo
+        ELBO mean_s[log p(x|z_s) - beta (log q(z_s|x) - log p(z_s))] with q's parameters
+        stopped inside log q, so the score term (zero in expectation) is dropped; the
+        encoder gradient is exactly zero where q(z|x) = p(z|x) and beta = 1.
+      - "dreg": for the ELBO, DReG (Tucker et al. 2019) with K = 1 is "stl".
+    "stl" and "dreg" need free_bits = 0 (the floor has no Monte Carlo form).
+
     Args:
         key: PRNG key, consumed here.
         x: one example, any shape.
@@ -156,6 +200,7 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         free_bits: floor in nats per latent dimension on the KL in the objective; a
             float or traced scalar. Needs a per-dimension closed-form KL unless it is 0.
         prior: p(z), a distribution; None is N(0, I).
+        gradient_estimator: "reparam", "stl" or "dreg".
 
     Returns:
         (value, aux): value is a scalar (nats, this example, higher is better). aux:
@@ -169,6 +214,7 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     _check_num_samples(num_samples)
     _check_scalar(beta, "beta")
     _check_scalar(free_bits, "free_bits")
+    _check_estimator(gradient_estimator, "elbo")
     log_likelihood = log_likelihood_fn(likelihood)
     q = posterior(encode, x, "elbo")
     p = _prior(prior, q)
@@ -181,6 +227,10 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
                 f"free_bits needs the closed-form KL per latent dimension, which the pair "
                 f"q={type(q).__name__}, p={type(p).__name__} does not have: pass free_bits=0.0, "
                 "or use diagonal-Gaussian q and p (vaejax.DiagGaussian, StandardNormal)")
+    if gradient_estimator != "reparam" and not _is_concrete_zero(free_bits):
+        raise ValueError(f"elbo: gradient_estimator={gradient_estimator!r} estimates the gradient of "
+                         "the Monte Carlo KL, which free bits have no form for: pass free_bits=0.0 "
+                         "or gradient_estimator='reparam'")
 
     if closed is None:
         z_S, log_q_S = distributions.sample_and_log_prob(q, key, (num_samples,))
@@ -200,18 +250,78 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     aux["kl"] = kl
     aux["kl_term"] = kl_term
     aux["elbo"] = reconstruction - kl
-    return reconstruction - beta * kl_term, aux
+    value = reconstruction - beta * kl_term
+    if gradient_estimator != "reparam":  # stl, and dreg (= stl for K = 1)
+        q_fixed = stop_gradient_parameters(q, f"elbo(gradient_estimator={gradient_estimator!r})")
+        path_kl = jnp.mean(q_fixed.log_prob(z_S) - p.log_prob(z_S))
+        value = with_gradient_of(value, reconstruction - beta * path_kl)
+    return value, aux
 
 
-def _iwae_terms(key, x, encode, decode, likelihood, num_samples, prior, caller):
-    """(log p(x|z_k), log p(z_k), log q(z_k|x)), each (K,), for K draws z_k ~ q(z|x)."""
+class _Draws(NamedTuple):
+    """K draws z_k ~ q(z|x) of one example and their log densities, each log term (K,)."""
+
+    q: object
+    p: object
+    z: object  # (K, ...) or a pytree of such
+    log_px_z: jax.Array
+    log_pz: jax.Array
+    log_qz: jax.Array
+
+    @property
+    def log_w(self):
+        return self.log_px_z + self.log_pz - self.log_qz
+
+
+def _draws(key, x, encode, decode, log_likelihood, num_samples, prior, caller) -> _Draws:
     _check_num_samples(num_samples)
-    log_likelihood = log_likelihood_fn(likelihood)
     q = posterior(encode, x, caller)
     p = _prior(prior, q)
     z_K, log_qz_K = distributions.sample_and_log_prob(q, key, (num_samples,))
     log_px_z_K = _log_likelihoods(x, z_K, decode, log_likelihood)
-    return log_px_z_K, p.log_prob(z_K), log_qz_K
+    return _Draws(q, p, z_K, log_px_z_K, p.log_prob(z_K), log_qz_K)
+
+
+def _group_iwae(log_w_MxK):
+    """mean over groups m of log (1/K) sum_k w_mk: (M, K) -> scalar."""
+    return jnp.mean(jax.nn.logsumexp(log_w_MxK, axis=-1)) - math.log(log_w_MxK.shape[-1])
+
+
+def _stl_log_weights(draws, caller):
+    """log w_k with q's parameters stopped inside log q(z_k|x): the path derivative only."""
+    q_fixed = stop_gradient_parameters(draws.q, caller)
+    return draws.log_px_z + draws.log_pz - q_fixed.log_prob(draws.z)
+
+
+def _dreg_log_weights(draws, x, decode, log_likelihood, num_groups, caller):
+    """log w_mk, equal in value, whose reparameterized gradient carries an extra factor
+    w~_mk (the weight normalized within its group) on the path through z:
+
+        z'_mk = sg(z_mk) + sg(w~_mk) (z_mk - sg(z_mk))   (= z_mk in value),
+
+    so d/dphi of the group's IWAE gives sum_k w~_mk^2 dlog w_mk/dz_mk dz_mk/dphi (Tucker et
+    al. 2019, eq. 7) while the decoder's sum_k w~_mk dlog w_mk/dtheta is unchanged. Costs one
+    more forward pass of the decoder (the weights come from the value's pass).
+    """
+    q_fixed = stop_gradient_parameters(draws.q, caller)
+    num_draws = draws.log_w.shape[0]
+    w_K = jax.lax.stop_gradient(
+            jax.nn.softmax(draws.log_w.reshape(num_groups, -1), axis=-1).reshape(num_draws))
+
+    def scale_path(z):
+        z_fixed = jax.lax.stop_gradient(z)
+        return z_fixed + w_K.reshape((num_draws,) + (1,) * (z.ndim - 1)) * (z - z_fixed)
+
+    z = jax.tree.map(scale_path, draws.z)
+    return _log_likelihoods(x, z, decode, log_likelihood) + draws.p.log_prob(z) - q_fixed.log_prob(z)
+
+
+def _estimator_log_weights(draws, x, decode, log_likelihood, num_groups, gradient_estimator, caller):
+    """The log weights whose gradient is the estimator's, for groups of K = draws / num_groups."""
+    caller = f"{caller}(gradient_estimator={gradient_estimator!r})"
+    if gradient_estimator == "stl" or draws.log_w.shape[0] == num_groups:  # DReG with K = 1 is STL
+        return _stl_log_weights(draws, caller)
+    return _dreg_log_weights(draws, x, decode, log_likelihood, num_groups, caller)
 
 
 def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None):
@@ -221,19 +331,72 @@ def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samp
     of `elbo` and `iwae_bound` with the same key. Chunks of weights from independent
     keys combine into one bound: logsumexp(concatenate(chunks)) - log(total K).
     """
-    log_px_z_K, log_pz_K, log_qz_K = _iwae_terms(key, x, encode, decode, likelihood, num_samples,
-                                                 prior, "iwae_log_weights")
-    return log_px_z_K + log_pz_K - log_qz_K
+    return _draws(key, x, encode, decode, log_likelihood_fn(likelihood), num_samples, prior,
+                  "iwae_log_weights").log_w
 
 
-def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None):
+def _weight_aux(draws, log_w_MxK):
+    log_sum_w_M = jax.nn.logsumexp(log_w_MxK, axis=-1)
+    return {
+        "reconstruction": jnp.mean(draws.log_px_z),
+        "kl": jnp.mean(draws.log_qz - draws.log_pz),
+        "elbo": jnp.mean(draws.log_w),
+        "ess": jnp.mean(jnp.exp(2.0 * log_sum_w_M - jax.nn.logsumexp(2.0 * log_w_MxK, axis=-1))),
+    }
+
+
+def miwae_bound(key, x, encode, decode, *, num_groups, num_samples, likelihood="bernoulli",
+                prior=None, gradient_estimator="reparam", caller="miwae_bound"):
+    """Multiply importance-weighted bound MIWAE(M, K) (Rainforth et al. 2018) for ONE example.
+
+        value = (1/M) sum_m log (1/K) sum_k w_mk,   w_mk = p(x, z_mk) / q(z_mk|x),
+
+    from M * K draws z_mk ~ q(z|x) (M = num_groups, K = num_samples per group): the mean of
+    M independent K-sample IWAE bounds. MIWAE(1, K) is `iwae_bound` with K samples, and
+    MIWAE(M, 1) is the M-sample Monte Carlo ELBO. The M*K draws are the same as those of
+    `iwae_bound(..., num_samples=M*K)` with the same key.
+
+    Gradient estimators (the value is the same for all three, up to float rounding; only the
+    gradient differs):
+      - "reparam": the reparameterized gradient of the value.
+      - "stl": sticking the landing (Roeder et al. 2017): log q(z|x) with its parameters
+        stopped, so only the path derivative through z reaches the encoder.
+      - "dreg": doubly reparameterized (Tucker et al. 2019): encoder gradient
+        (1/M) sum_m sum_k w~_mk^2 dlog w_mk/dz_mk dz_mk/dphi with w~ normalized within each
+        group; the decoder's gradient is that of "reparam". Unbiased for the same
+        expectation; its signal-to-noise ratio does not fall as K grows.
+    "stl" and "dreg" are exactly zero for the encoder where q(z|x) = p(z|x), for any key.
+
+    Returns:
+        (value, aux): value a scalar in nats. aux, Monte Carlo averages over all M*K
+        unweighted draws: "reconstruction" mean log p(x|z), "kl" mean [log q(z|x) - log p(z)],
+        "elbo" mean log w, and "ess" the effective sample size (sum w)^2 / sum w^2 of each
+        group, averaged over groups (in [1, K]).
+    """
+    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
+        raise ValueError(f"{caller}: num_groups must be a Python int >= 1 (M fixes shapes), got {num_groups!r}")
+    _check_num_samples(num_samples)
+    _check_estimator(gradient_estimator, caller)
+    log_likelihood = log_likelihood_fn(likelihood)
+    draws = _draws(key, x, encode, decode, log_likelihood, num_groups * num_samples, prior, caller)
+    log_w_MxK = draws.log_w.reshape(num_groups, num_samples)
+    value = _group_iwae(log_w_MxK)
+    if gradient_estimator != "reparam":
+        log_w = _estimator_log_weights(draws, x, decode, log_likelihood, num_groups, gradient_estimator, caller)
+        value = with_gradient_of(value, _group_iwae(log_w.reshape(num_groups, num_samples)))
+    return value, _weight_aux(draws, log_w_MxK)
+
+
+def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None,
+               gradient_estimator="reparam"):
     """Importance-weighted bound (Burda et al. 2015) for ONE example, in nats.
 
         value = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x), K = num_samples,
 
     computed with logsumexp. E[value] <= log p(x), rises with K and tends to log p(x).
     With K = 1 it equals `elbo(..., analytic_kl=False, num_samples=1)` for the same key.
-    `encode`, `decode` and `prior` are as in `elbo`.
+    `encode`, `decode` and `prior` are as in `elbo`; `gradient_estimator` ("reparam",
+    "stl", "dreg") as in `miwae_bound`, of which this is the case M = 1.
 
     Returns:
         (value, aux): value a scalar in nats. aux, all Monte Carlo averages over the
@@ -243,17 +406,44 @@ def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, p
             "elbo": mean_k log w_k, the K-sample ELBO estimate (<= value).
             "ess": effective sample size (sum w)^2 / sum w^2, in [1, K] samples.
     """
-    log_px_z_K, log_pz_K, log_qz_K = _iwae_terms(key, x, encode, decode, likelihood, num_samples,
-                                                 prior, "iwae_bound")
-    log_w_K = log_px_z_K + log_pz_K - log_qz_K
-    log_sum_w = jax.nn.logsumexp(log_w_K)
-    value = log_sum_w - math.log(num_samples)
-    aux = {
-        "reconstruction": jnp.mean(log_px_z_K),
-        "kl": jnp.mean(log_qz_K - log_pz_K),
-        "elbo": jnp.mean(log_w_K),
-        "ess": jnp.exp(2.0 * log_sum_w - jax.nn.logsumexp(2.0 * log_w_K)),
-    }
+    return miwae_bound(key, x, encode, decode, num_groups=1, num_samples=num_samples,
+                       likelihood=likelihood, prior=prior, gradient_estimator=gradient_estimator,
+                       caller="iwae_bound")
+
+
+def ciwae_bound(key, x, encode, decode, *, beta, num_samples, likelihood="bernoulli", prior=None,
+                gradient_estimator="reparam"):
+    """Combination IWAE bound CIWAE(beta) (Rainforth et al. 2018) for ONE example, in nats.
+
+        value = beta * (1/K) sum_k log w_k + (1 - beta) * log (1/K) sum_k w_k,
+
+    the convex combination of the K-sample Monte Carlo ELBO and the K-sample IWAE bound over
+    the SAME K draws (beta = 1: the ELBO, `miwae_bound` with M = K, K = 1; beta = 0:
+    `iwae_bound`). `beta` may be traced (vmappable). Gradient estimators as in
+    `miwae_bound`; with "dreg" the ELBO term takes the "stl" gradient (DReG with one sample).
+
+    Returns:
+        (value, aux): value a scalar in nats; aux as `iwae_bound`'s, plus "iwae" the
+        K-sample IWAE bound.
+    """
+    _check_num_samples(num_samples)
+    _check_scalar(beta, "beta")
+    _check_estimator(gradient_estimator, "ciwae_bound")
+    log_likelihood = log_likelihood_fn(likelihood)
+    draws = _draws(key, x, encode, decode, log_likelihood, num_samples, prior, "ciwae_bound")
+
+    def combination(log_w_elbo, log_w_iwae):
+        return beta * jnp.mean(log_w_elbo) + (1.0 - beta) * _group_iwae(log_w_iwae[None])
+
+    aux = _weight_aux(draws, draws.log_w[None])
+    aux["iwae"] = _group_iwae(draws.log_w[None])
+    value = combination(draws.log_w, draws.log_w)
+    if gradient_estimator != "reparam":
+        caller = f"ciwae_bound(gradient_estimator={gradient_estimator!r})"
+        log_w_stl = _stl_log_weights(draws, caller)
+        log_w_iwae = _estimator_log_weights(draws, x, decode, log_likelihood, 1, gradient_estimator,
+                                            "ciwae_bound")
+        value = with_gradient_of(value, combination(log_w_stl, log_w_iwae))
     return value, aux
 
 
@@ -274,6 +464,16 @@ def batch_elbo(key, x, encode, decode, **kw):
     shape (latent_dim,). Keyword arguments (including `prior`) go to `elbo`.
     """
     return _batch(elbo, key, x, encode, decode, kw)
+
+
+def batch_miwae_bound(key, x, encode, decode, **kw):
+    """`miwae_bound` averaged over a batch `x` of shape (batch, ...), one key per example."""
+    return _batch(miwae_bound, key, x, encode, decode, kw)
+
+
+def batch_ciwae_bound(key, x, encode, decode, **kw):
+    """`ciwae_bound` averaged over a batch `x` of shape (batch, ...), one key per example."""
+    return _batch(ciwae_bound, key, x, encode, decode, kw)
 
 
 def batch_iwae_bound(key, x, encode, decode, **kw):

@@ -24,8 +24,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
+
 from vaejax import registry
 from vaejax.objectives import bounds
+from vaejax.objectives import wake_sleep
 
 OBJECTIVES = registry.Registry("objective", "objective.kind")
 
@@ -45,13 +48,29 @@ class ELBO:
     num_samples: int = 1
     analytic_kl: bool = True
     free_bits: float = 0.0
+    gradient_estimator: str = "reparam"
+
+    def __post_init__(self):
+        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params, *, beta):
         encode, decode, prior = model_functions(model, params)
         value, aux = bounds.batch_elbo(key, x_BxD, encode, decode, prior=prior, beta=beta,
                                        num_samples=self.num_samples, analytic_kl=self.analytic_kl,
-                                       free_bits=self.free_bits)
+                                       free_bits=self.free_bits,
+                                       gradient_estimator=self.gradient_estimator)
         return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
+
+
+def _check_estimator(objective):
+    if objective.gradient_estimator not in bounds.GRADIENT_ESTIMATORS:
+        raise ValueError(f"objective.gradient_estimator={objective.gradient_estimator!r}: choose one of "
+                         f"{', '.join(map(repr, bounds.GRADIENT_ESTIMATORS))}")
+
+
+def _weight_metrics(aux):
+    """Rate and distortion as the unweighted Monte Carlo averages over the draws, and the ESS."""
+    return {"rate": aux["kl"], "distortion": -aux["reconstruction"], "ess": aux["ess"]}
 
 
 @OBJECTIVES.register("iwae")
@@ -64,9 +83,106 @@ class IWAE:
 
     scalars = ()
     num_samples: int = 1
+    gradient_estimator: str = "reparam"
+
+    def __post_init__(self):
+        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params):
         encode, decode, prior = model_functions(model, params)
         value, aux = bounds.batch_iwae_bound(key, x_BxD, encode, decode, prior=prior,
-                                             num_samples=self.num_samples)
+                                             num_samples=self.num_samples,
+                                             gradient_estimator=self.gradient_estimator)
         return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
+
+
+@OBJECTIVES.register("miwae")
+@dataclasses.dataclass(frozen=True)
+class MIWAE:
+    """Minus MIWAE(M, K) (`bounds.miwae_bound`): M = num_groups bounds of K = num_samples."""
+
+    scalars = ()
+    num_groups: int = 8
+    num_samples: int = 8
+    gradient_estimator: str = "reparam"
+
+    def __post_init__(self):
+        _check_estimator(self)
+
+    def __call__(self, key, x_BxD, model, params):
+        encode, decode, prior = model_functions(model, params)
+        value, aux = bounds.batch_miwae_bound(key, x_BxD, encode, decode, prior=prior,
+                                              num_groups=self.num_groups, num_samples=self.num_samples,
+                                              gradient_estimator=self.gradient_estimator)
+        return -value, _weight_metrics(aux)
+
+
+@OBJECTIVES.register("ciwae")
+@dataclasses.dataclass(frozen=True)
+class CIWAE:
+    """Minus CIWAE(beta) (`bounds.ciwae_bound`) with K = num_samples: beta (traced, so a sweep
+    vmaps over it; it follows objective.beta_schedule) weighs the ELBO, 1 - beta the IWAE."""
+
+    scalars = ("beta",)
+    num_samples: int = 64
+    gradient_estimator: str = "reparam"
+
+    def __post_init__(self):
+        _check_estimator(self)
+
+    def __call__(self, key, x_BxD, model, params, *, beta):
+        encode, decode, prior = model_functions(model, params)
+        value, aux = bounds.batch_ciwae_bound(key, x_BxD, encode, decode, prior=prior, beta=beta,
+                                              num_samples=self.num_samples,
+                                              gradient_estimator=self.gradient_estimator)
+        return -value, {**_weight_metrics(aux), "iwae": aux["iwae"]}
+
+
+@OBJECTIVES.register("piwae")
+@dataclasses.dataclass(frozen=True)
+class PIWAE:
+    """Partially importance-weighted (Rainforth et al. 2018): in one optimizer step the decoder
+    and prior (theta) ascend IWAE with M*K samples and the encoder (phi) ascends MIWAE(M, K).
+
+    Generic over models: the two terms are evaluated on the same draws, one with the
+    parameters of p stopped and one with those of q stopped (`jax.lax.stop_gradient` on the
+    whole parameter tree), so each parameter gets the gradient of its own objective; a
+    parameter shared by q and p gets both. Costs about two IWAE(M*K) steps. The loss reported
+    is minus the IWAE(M*K) bound; metrics add "miwae".
+    """
+
+    scalars = ()
+    num_groups: int = 8
+    num_samples: int = 8
+    gradient_estimator: str = "reparam"  # for the encoder's MIWAE gradient
+
+    def __post_init__(self):
+        _check_estimator(self)
+
+    def __call__(self, key, x_BxD, model, params):
+        encode, decode, prior = model_functions(model, params)
+        encode_fixed, decode_fixed, prior_fixed = model_functions(model, jax.lax.stop_gradient(params))
+        miwae, _ = bounds.batch_miwae_bound(key, x_BxD, encode, decode_fixed, prior=prior_fixed,
+                                            num_groups=self.num_groups, num_samples=self.num_samples,
+                                            gradient_estimator=self.gradient_estimator)
+        iwae, aux = bounds.batch_iwae_bound(key, x_BxD, encode_fixed, decode, prior=prior,
+                                            num_samples=self.num_groups * self.num_samples)
+        value = bounds.with_gradient_of(iwae, miwae + iwae)
+        return -value, {**_weight_metrics(aux), "miwae": jax.lax.stop_gradient(miwae)}
+
+
+@OBJECTIVES.register("rws")
+@dataclasses.dataclass(frozen=True)
+class RWS:
+    """Reweighted wake-sleep (Bornschein & Bengio 2015) with K = num_samples
+    (`wake_sleep.reweighted_wake_sleep`): wake-theta for p, wake-phi for q; no gradient
+    through the draws, so q may be discrete. The loss reported is minus the IWAE(K) bound."""
+
+    scalars = ()
+    num_samples: int = 5
+
+    def __call__(self, key, x_BxD, model, params):
+        encode, decode, prior = model_functions(model, params)
+        value, aux = wake_sleep.batch_reweighted_wake_sleep(key, x_BxD, encode, decode, prior=prior,
+                                                            num_samples=self.num_samples)
+        return -value, _weight_metrics(aux)
