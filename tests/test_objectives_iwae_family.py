@@ -217,3 +217,18 @@ def test_ciwae_beta_is_traced_and_vmappable():
     batched, _ = vaejax.batch_miwae_bound(key, jnp.stack([lg.x, lg.x]), _lg_encode(phi), _lg_decode(lg, theta),
                                           likelihood="gaussian", num_groups=2, num_samples=2)
     assert batched.shape == ()
+
+
+def test_readme_estimator_example_runs():
+    from test_objectives_bounds import _code_block_after
+
+    readme = REPO / "README.md"
+    namespace = {"__name__": "readme_example"}
+    code = _code_block_after(readme.read_text(), "## Bounds, gradient estimators and objectives of the literature")
+    exec(compile(code, str(readme), "exec"), namespace)
+    results = namespace["results"]
+    values = [float(v) for v, _ in results.values()]
+    np.testing.assert_allclose(values, values[0], rtol=1e-6)
+    encoder_grads = [np.asarray(g["enc"]) for _, g in results.values()]
+    assert not np.allclose(encoder_grads[0], encoder_grads[1]) and not np.allclose(encoder_grads[1], encoder_grads[2])
+    np.testing.assert_allclose(results["dreg"][1]["dec"], results["reparam"][1]["dec"], rtol=1e-5)

@@ -275,3 +275,14 @@ def test_scale_formula():
     assert plots._scale(8, 8, 1000, 1000) == 2                 # capped by MAX_MOSAIC_PX // 1000
     assert plots._scale(100, 100, 5000, 5000) == 1             # never below 1
     assert math.isclose(plots._scale(16, 16, 50, 50), 4)
+
+
+def test_nll_by_run_draws_one_row_per_finished_run(tmp_path):
+    rows = [{"name": f"kind={k}", "test/nll": nll, "test/neg_elbo": nll + 4.0}
+            for k, nll in (("iwae", 90.1), ("miwae", 91.3), ("piwae", 89.7))]
+    rows.append({"name": "kind=ciwae", "test/nll": None, "test/neg_elbo": None})  # not finished
+    pixels = _read_png(plots.nll_by_run(rows, tmp_path / "nll_by_run.png"))
+    assert pixels.shape[:2] == (max(260, 120 + 34 * 3), 800)
+    assert pixels.std() > 0  # something drawn
+    pixels = _read_png(plots.nll_by_run([], tmp_path / "empty.png"))
+    assert pixels.shape[:2] == (260, 800)

@@ -304,6 +304,43 @@ def nll_vs_latent_dim(rows: Iterable[Mapping[str, Any]], path: PathLike) -> path
     return _save(fig, path)
 
 
+def nll_by_run(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Path:
+    """Test NLL and test negative ELBO (nats) of each run, one row per run, best NLL at the top:
+    a sweep over anything (objectives, models) compared at a glance; the gap between the two
+    markers is the bound's looseness.
+
+    rows: dicts with "name", "test/nll" and optionally "test/neg_elbo"; rows without a
+    finite NLL are skipped. Width SWEEP_FIGURE_PX[0]; height grows with the number of runs.
+    """
+    rows = list(rows)
+    valid = [(str(r.get("name")), _as_float(r.get("test/nll")), _as_float(r.get("test/neg_elbo")))
+             for r in rows]
+    valid = sorted([v for v in valid if v[1] is not None], key=lambda v: -v[1])
+    fig = _new_figure(SWEEP_FIGURE_PX[0], max(260, 120 + 34 * len(valid)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title("Test NLL (IWAE estimate) and test -ELBO per run", fontsize=TITLE_FONTSIZE)
+    ax.set_xlabel("nats per example (lower is better)")
+    if not valid:
+        _no_data(ax, "no finished runs to plot")
+        return _save(fig, path)
+    y = np.arange(len(valid))
+    nll = np.array([v[1] for v in valid])
+    ax.scatter(nll, y, marker="o", color="C0", zorder=3, label="test NLL")
+    for yi, value in zip(y, nll):
+        ax.annotate(f"{value:.2f}", (value, yi), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=8, color="C0")
+    elbo = [(yi, v[2]) for yi, v in zip(y, valid) if v[2] is not None]
+    if elbo:
+        ax.scatter([e for _, e in elbo], [yi for yi, _ in elbo], marker="s", color="C1", zorder=3,
+                   label="test -ELBO")
+    ax.set_yticks(y, [v[0] for v in valid], fontsize=8)
+    ax.set_ylim(-0.6, len(valid) - 0.4)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    _note_skipped(fig, len(rows) - len(valid), len(rows))
+    return _save(fig, path)
+
+
 def active_units_vs_beta(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Path:
     """Active units against beta (log axis): one line per latent dim, mean over seeds.
 

@@ -4,7 +4,7 @@
 run with its swept values, test metrics (`RESULT_COLUMNS`), wall time and status (finished,
 diverged, epoch k, pending), a mean ± std over seeds where runs differ only in their seed,
 and <workdir>/figures/ (`FIGURES`: rate_distortion, nll_vs_latent_dim,
-active_units_vs_beta). It reads the run workdirs, not a process's memory, so it merges the
+active_units_vs_beta, nll_by_run). It reads the run workdirs, not a process's memory, so it merges the
 runs of every shard of a sweep.
 """
 
@@ -23,7 +23,7 @@ from vaejax import records
 from vaejax.sweep.plan import SWEEP_RECORD, short_names
 
 RESULT_COLUMNS = ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "active_units")
-FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png")
+FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png", "nll_by_run.png")
 
 
 def _wall_time(metrics: list[dict], results: dict | None) -> float | None:
@@ -157,5 +157,6 @@ def report(workdir, log=print) -> list[dict]:
     plots.rate_distortion(finished, figures / FIGURES[0])
     plots.nll_vs_latent_dim(finished, figures / FIGURES[1])
     plots.active_units_vs_beta(finished, figures / FIGURES[2])
+    plots.nll_by_run(finished, figures / FIGURES[3])
     log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
     return rows
