@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.cycle_steps = 0         # cyclical: steps per cycle
     config.objective.free_bits = 0.0         # nats per latent dimension
     config.objective.analytic_kl = True
+    config.objective.alpha = 1.0             # tcvae: weight of the index-code mutual information
+    config.objective.gamma = 1.0             # tcvae: weight of the dimension-wise KL
+    config.objective.sampling = "mws"        # tcvae: mws (minibatch weighted) | mss (stratified)
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"           # adam | adamw

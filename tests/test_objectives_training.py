@@ -18,6 +18,7 @@ KINDS = {  # kind -> overrides; two members differ in every traced scalar
     "ciwae": ["objective.num_samples=4", "objective.beta=0.05"],
     "piwae": ["objective.num_groups=2", "objective.num_samples=3"],
     "rws": ["objective.num_samples=4"],
+    "tcvae": ["objective.sampling=mss", "objective.alpha=0.5", "objective.gamma=2.0"],
 }
 
 
@@ -101,6 +102,15 @@ def test_rws_decoder_gets_the_iwae_gradient_and_the_encoder_the_wake_phi_update(
 
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  rws["encoder"], _grad(wake_phi, params)["encoder"])
+
+
+def test_tcvae_reads_the_training_set_size_and_defaults_its_weights():
+    config = tiny_config("objective.kind=tcvae")
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    assert program.objective.dataset_size == 64 and program.scalars == ("alpha", "beta", "gamma")
+    assert {k: float(v) for k, v in program.hyper(config).items() if k in program.scalars} == \
+        {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+    assert vmapped_keys(config)[2:] == ("objective.alpha", "objective.beta", "objective.gamma")
 
 
 def test_a_bad_gradient_estimator_fails_when_the_program_is_built():

@@ -14,7 +14,7 @@ def test_a_config_recorded_before_models_became_plugins_loads(tmp_path):
     old = config_lib.to_dict(tiny_config())
     likelihood = old["model"].pop("likelihood")
     old["likelihood"] = likelihood  # the layout before the plug-in core
-    for added in ("gradient_estimator", "num_groups"):  # objective settings added since
+    for added in ("gradient_estimator", "num_groups", "alpha", "gamma", "sampling"):  # objective settings added since
         old["objective"].pop(added)
     (tmp_path / records.RUN_RECORD).write_text(json.dumps({"config": old}))
     config = records.run_config(tmp_path)

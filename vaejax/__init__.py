@@ -19,12 +19,14 @@ from vaejax.distributions import kl_diag_gaussians  # noqa: E402
 from vaejax.distributions import kl_diag_gaussians_per_dim  # noqa: E402
 from vaejax.distributions import kl_to_standard_normal  # noqa: E402
 from vaejax.distributions import kl_to_standard_normal_per_dim  # noqa: E402
+from vaejax.distributions import marginal_log_prob  # noqa: E402
 from vaejax.distributions import standard_normal_log_prob  # noqa: E402
 from vaejax.objectives import OBJECTIVES  # noqa: E402
 from vaejax.objectives import GRADIENT_ESTIMATORS  # noqa: E402
 from vaejax.objectives import batch_ciwae_bound  # noqa: E402
 from vaejax.objectives import batch_miwae_bound  # noqa: E402
 from vaejax.objectives import batch_reweighted_wake_sleep  # noqa: E402
+from vaejax.objectives import batch_tcvae  # noqa: E402
 from vaejax.objectives import ciwae_bound  # noqa: E402
 from vaejax.objectives import miwae_bound  # noqa: E402
 from vaejax.objectives import reweighted_wake_sleep  # noqa: E402
@@ -63,12 +65,14 @@ __all__ = [
     "kl_diag_gaussians_per_dim",
     "kl_to_standard_normal",
     "kl_to_standard_normal_per_dim",
+    "marginal_log_prob",
     "standard_normal_log_prob",
     "OBJECTIVES",
     "GRADIENT_ESTIMATORS",
     "batch_ciwae_bound",
     "batch_miwae_bound",
     "batch_reweighted_wake_sleep",
+    "batch_tcvae",
     "ciwae_bound",
     "miwae_bound",
     "reweighted_wake_sleep",

@@ -54,7 +54,8 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 
 
 # Settings added since runs were first recorded, with the value that reproduces older runs.
-_ADDED_OBJECTIVE_FIELDS = {"gradient_estimator": "reparam", "num_groups": 1}
+_ADDED_OBJECTIVE_FIELDS = {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
+                           "sampling": "mws"}
 
 
 def upgrade(config: dict) -> dict:

@@ -10,11 +10,13 @@ Diagonal Gaussians are parameterized by `mean` and `logvar = log sigma^2`.
 
 The classes at the end (`DiagGaussian`, `StandardNormal`, `Bernoulli`) wrap these functions
 as distributions with distrax's interface, so that models and objectives can pass
-distributions around as values; `kl_closed_form` picks the closed-form KL of a pair.
+distributions around as values; `kl_closed_form` picks the closed-form KL of a pair, and
+`marginal_log_prob` gives a factorized distribution's log-densities per latent dimension.
 """
 import dataclasses
 import functools
 import math
+import sys
 from typing import NamedTuple
 
 import jax
@@ -319,6 +321,52 @@ def sample_and_log_prob(dist, key, sample_shape):
         return dist.experimental_sample_and_log_prob(seed=key, sample_shape=sample_shape)
     z = dist.sample(seed=key, sample_shape=sample_shape)
     return z, dist.log_prob(z)
+
+
+def _diag_normal_parameters(dist):
+    """(loc, scale) of a distrax or TFP-on-JAX diagonal normal over (Z,), or None.
+
+    Looks the libraries up in `sys.modules`: a distribution of theirs means they are
+    imported, and vaejax does not import them itself.
+    """
+    libraries = (sys.modules.get("distrax"),
+                 sys.modules.get("tensorflow_probability.substrates.jax.distributions"))
+    for lib in filter(None, libraries):
+        if isinstance(dist, lib.MultivariateNormalDiag):
+            return dist.mean(), dist.stddev()
+        inner = dist
+        if isinstance(dist, lib.Independent) and dist.reinterpreted_batch_ndims == 1:
+            inner = dist.distribution
+        if isinstance(inner, lib.Normal) and len(inner.batch_shape) == 1:
+            return inner.loc, inner.scale
+    return None
+
+
+def marginal_log_prob(dist, value):
+    """Per-dimension log-densities log q(z_d) of a factorized distribution over z, in nats.
+
+    `(..., Z) -> (..., Z)`: the value's leading axes are sample axes, and the sum over the
+    last axis is the joint log q(z). Needs a diagonal Gaussian over a vector (Z,):
+    vaejax's `DiagGaussian` and `StandardNormal`; distrax's or TFP-on-JAX's
+    `MultivariateNormalDiag`, `Independent(Normal, 1)` and `Normal` with batch shape (Z,).
+    beta-TCVAE's per-dimension marginals q(z_d) need it.
+    """
+    if isinstance(dist, StandardNormal) and len(dist.event_shape) == 1:
+        value = jnp.asarray(value, _float_dtype(value))
+        return -0.5 * (LOG_2PI + jnp.square(value))
+    if isinstance(dist, DiagGaussian) and len(dist.event_shape) == 1:
+        value, loc, logvar = _broadcast(value, dist.loc, dist.logvar)
+        return -0.5 * (LOG_2PI + logvar + jnp.square(value - loc) * jnp.exp(-logvar))
+    parameters = _diag_normal_parameters(dist)
+    if parameters is None:
+        raise ValueError(
+                f"per-dimension log-densities need a factorized (diagonal Gaussian) distribution over "
+                f"a vector z, got {type(dist).__name__} with event shape "
+                f"{tuple(getattr(dist, 'event_shape', ()))}: beta-TCVAE needs a factorized (diagonal) "
+                "posterior. Return (mean, logvar) or vaejax.distributions.DiagGaussian from encode, or "
+                "distrax/TFP MultivariateNormalDiag or Independent(Normal)")
+    value, loc, scale = _broadcast(value, *parameters)
+    return -0.5 * (LOG_2PI + jnp.square((value - loc) / scale)) - jnp.log(scale)
 
 
 class ClosedFormKL(NamedTuple):

@@ -25,6 +25,8 @@ from vaejax.objectives.training import IWAE
 from vaejax.objectives.training import MIWAE
 from vaejax.objectives.training import PIWAE
 from vaejax.objectives.training import RWS
+from vaejax.objectives.tcvae import TCVAE
+from vaejax.objectives.tcvae import batch_tcvae
 from vaejax.objectives.training import OBJECTIVES
 from vaejax.objectives.training import model_functions
 from vaejax.objectives.wake_sleep import batch_reweighted_wake_sleep

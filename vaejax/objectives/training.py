@@ -28,6 +28,7 @@ import jax
 
 from vaejax import registry
 from vaejax.objectives import bounds
+from vaejax.objectives import tcvae
 from vaejax.objectives import wake_sleep
 
 OBJECTIVES = registry.Registry("objective", "objective.kind")
@@ -186,3 +187,6 @@ class RWS:
         value, aux = wake_sleep.batch_reweighted_wake_sleep(key, x_BxD, encode, decode, prior=prior,
                                                             num_samples=self.num_samples)
         return -value, _weight_metrics(aux)
+
+
+OBJECTIVES.register("tcvae")(tcvae.TCVAE)  # beta-TCVAE, batch-level: see vaejax/objectives/tcvae.py
