@@ -40,9 +40,18 @@ def model_functions(model, params):
             model.prior(params))
 
 
+class _WithGradientEstimator:
+    """An objective with a `gradient_estimator` field, checked when the program is built."""
+
+    def __post_init__(self):
+        if self.gradient_estimator not in bounds.GRADIENT_ESTIMATORS:
+            raise ValueError(f"objective.gradient_estimator={self.gradient_estimator!r}: choose one of "
+                             f"{', '.join(map(repr, bounds.GRADIENT_ESTIMATORS))}")
+
+
 @OBJECTIVES.register("elbo")
 @dataclasses.dataclass(frozen=True)
-class ELBO:
+class ELBO(_WithGradientEstimator):
     """Minus the beta-weighted ELBO (`bounds.elbo`), averaged over the batch."""
 
     scalars = ("beta",)
@@ -50,9 +59,6 @@ class ELBO:
     analytic_kl: bool = True
     free_bits: float = 0.0
     gradient_estimator: str = "reparam"
-
-    def __post_init__(self):
-        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params, *, beta):
         encode, decode, prior = model_functions(model, params)
@@ -63,12 +69,6 @@ class ELBO:
         return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
 
 
-def _check_estimator(objective):
-    if objective.gradient_estimator not in bounds.GRADIENT_ESTIMATORS:
-        raise ValueError(f"objective.gradient_estimator={objective.gradient_estimator!r}: choose one of "
-                         f"{', '.join(map(repr, bounds.GRADIENT_ESTIMATORS))}")
-
-
 def _weight_metrics(aux):
     """Rate and distortion as the unweighted Monte Carlo averages over the draws, and the ESS."""
     return {"rate": aux["kl"], "distortion": -aux["reconstruction"], "ess": aux["ess"]}
@@ -76,7 +76,7 @@ def _weight_metrics(aux):
 
 @OBJECTIVES.register("iwae")
 @dataclasses.dataclass(frozen=True)
-class IWAE:
+class IWAE(_WithGradientEstimator):
     """Minus the K-sample importance-weighted bound (`bounds.iwae_bound`), K = num_samples.
 
     Metrics: rate and distortion are the unweighted Monte Carlo averages over the K draws.
@@ -85,9 +85,6 @@ class IWAE:
     scalars = ()
     num_samples: int = 1
     gradient_estimator: str = "reparam"
-
-    def __post_init__(self):
-        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params):
         encode, decode, prior = model_functions(model, params)
@@ -99,16 +96,13 @@ class IWAE:
 
 @OBJECTIVES.register("miwae")
 @dataclasses.dataclass(frozen=True)
-class MIWAE:
+class MIWAE(_WithGradientEstimator):
     """Minus MIWAE(M, K) (`bounds.miwae_bound`): M = num_groups bounds of K = num_samples."""
 
     scalars = ()
     num_groups: int = 8
     num_samples: int = 8
     gradient_estimator: str = "reparam"
-
-    def __post_init__(self):
-        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params):
         encode, decode, prior = model_functions(model, params)
@@ -120,16 +114,13 @@ class MIWAE:
 
 @OBJECTIVES.register("ciwae")
 @dataclasses.dataclass(frozen=True)
-class CIWAE:
+class CIWAE(_WithGradientEstimator):
     """Minus CIWAE(beta) (`bounds.ciwae_bound`) with K = num_samples: beta (traced, so a sweep
     vmaps over it; it follows objective.beta_schedule) weighs the ELBO, 1 - beta the IWAE."""
 
     scalars = ("beta",)
     num_samples: int = 64
     gradient_estimator: str = "reparam"
-
-    def __post_init__(self):
-        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params, *, beta):
         encode, decode, prior = model_functions(model, params)
@@ -141,7 +132,7 @@ class CIWAE:
 
 @OBJECTIVES.register("piwae")
 @dataclasses.dataclass(frozen=True)
-class PIWAE:
+class PIWAE(_WithGradientEstimator):
     """Partially importance-weighted (Rainforth et al. 2018): in one optimizer step the decoder
     and prior (theta) ascend IWAE with M*K samples and the encoder (phi) ascends MIWAE(M, K).
 
@@ -156,9 +147,6 @@ class PIWAE:
     num_groups: int = 8
     num_samples: int = 8
     gradient_estimator: str = "reparam"  # for the encoder's MIWAE gradient
-
-    def __post_init__(self):
-        _check_estimator(self)
 
     def __call__(self, key, x_BxD, model, params):
         encode, decode, prior = model_functions(model, params)
