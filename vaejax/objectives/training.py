@@ -15,7 +15,9 @@ flags that fix shapes and code paths are static) and called inside the jitted st
   "rate" and "distortion" are the conventional names (rate + distortion = -ELBO).
 
 A batch-level objective (one that needs the whole batch, like beta-TCVAE's minibatch
-estimators) receives the batch as it is; per-example ones vmap with `batch_elbo` & co.
+estimators) receives the batch as it is; per-example ones vmap with `batch_elbo` & co. A
+factory whose signature names `dataset_size` is given the training-set size N.
+Registered: elbo, iwae, miwae, ciwae, piwae (with `gradient_estimator`), rws, tcvae.
 Your own: `config.objective.kind = "my_module:MyObjective"`.
 """
 
