@@ -222,7 +222,7 @@ def rate_distortion(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathli
     rows: dicts with "latent_dim", "beta", "test/rate", "test/distortion" (nats per
     example); rows with a missing, None or non-finite value, or beta <= 0, are skipped
     (their count is noted in the figure). x = rate R, y = distortion D; colour = beta
-    (log scale, colourbar), marker = latent dim (legend). Dashed gray lines are
+    (log scale, colourbar), marker = latent dim (legend, below the axes). Dashed gray lines are
     D + R = -ELBO for the best, the median and the worst -ELBO among the runs (values
     in the legend).
     Size: SWEEP_FIGURE_PX.
@@ -261,9 +261,10 @@ def rate_distortion(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathli
     for level in levels:
         ax.plot(xs, level - xs, linestyle="--", color="0.6", linewidth=1, zorder=1)
     levels_text = ", ".join(f"{level:.4g}" for level in levels)
-    iso_label = f"R + D = −ELBO of the best,\nmedian, worst run:\n{levels_text}"
+    iso_label = f"R + D = −ELBO of the best, median, worst run: {levels_text}"
     handles.append(Line2D([], [], linestyle="--", color="0.6", label=iso_label))
-    ax.legend(handles=handles, loc="upper right", fontsize=8)
+    # Below the axes, where it cannot hide a run (inside, "upper right" hid the worst one).
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.grid(True, alpha=0.3)
@@ -336,7 +337,7 @@ def nll_by_run(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Pat
     ax.set_yticks(y, [v[0] for v in valid], fontsize=8)
     ax.set_ylim(-0.6, len(valid) - 0.4)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9)  # outside: it hides no marker
     _note_skipped(fig, len(rows) - len(valid), len(rows))
     return _save(fig, path)
 
