@@ -97,9 +97,9 @@ def _prior(prior, q):
     return prior
 
 
-def _check_num_samples(num_samples):
+def _check_num_samples(num_samples, name="num_samples"):
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"num_samples must be a Python int >= 1 (it fixes shapes), got {num_samples!r}")
+        raise ValueError(f"{name} must be a Python int >= 1 (it fixes shapes), got {num_samples!r}")
 
 
 def _check_scalar(value, name):
@@ -346,7 +346,7 @@ def _weight_aux(draws, log_w_MxK):
 
 
 def miwae_bound(key, x, encode, decode, *, num_groups, num_samples, likelihood="bernoulli",
-                prior=None, gradient_estimator="reparam", caller="miwae_bound"):
+                prior=None, gradient_estimator="reparam"):
     """Multiply importance-weighted bound MIWAE(M, K) (Rainforth et al. 2018) for ONE example.
 
         value = (1/M) sum_m log (1/K) sum_k w_mk,   w_mk = p(x, z_mk) / q(z_mk|x),
@@ -373,8 +373,14 @@ def miwae_bound(key, x, encode, decode, *, num_groups, num_samples, likelihood="
         "elbo" mean log w, and "ess" the effective sample size (sum w)^2 / sum w^2 of each
         group, averaged over groups (in [1, K]).
     """
-    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
-        raise ValueError(f"{caller}: num_groups must be a Python int >= 1 (M fixes shapes), got {num_groups!r}")
+    return _grouped_iwae(key, x, encode, decode, num_groups, num_samples, likelihood, prior,
+                         gradient_estimator, "miwae_bound")
+
+
+def _grouped_iwae(key, x, encode, decode, num_groups, num_samples, likelihood, prior,
+                  gradient_estimator, caller):
+    """`miwae_bound`, and `iwae_bound` as its case M = 1; `caller` names it in errors."""
+    _check_num_samples(num_groups, "num_groups")
     _check_num_samples(num_samples)
     _check_estimator(gradient_estimator, caller)
     log_likelihood = log_likelihood_fn(likelihood)
@@ -406,9 +412,8 @@ def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, p
             "elbo": mean_k log w_k, the K-sample ELBO estimate (<= value).
             "ess": effective sample size (sum w)^2 / sum w^2, in [1, K] samples.
     """
-    return miwae_bound(key, x, encode, decode, num_groups=1, num_samples=num_samples,
-                       likelihood=likelihood, prior=prior, gradient_estimator=gradient_estimator,
-                       caller="iwae_bound")
+    return _grouped_iwae(key, x, encode, decode, 1, num_samples, likelihood, prior, gradient_estimator,
+                         "iwae_bound")
 
 
 def ciwae_bound(key, x, encode, decode, *, beta, num_samples, likelihood="bernoulli", prior=None,

@@ -13,8 +13,6 @@ Both updates come from one surrogate, so one `jax.grad` gives them; the value re
 the K-sample IWAE bound. The sleep-phi phase (fitting q to dreams from p) is not included:
 the paper finds wake-phi alone, with K >= 5, trains as well or better.
 """
-import math
-
 import jax
 import jax.numpy as jnp
 
@@ -38,22 +36,13 @@ def reweighted_wake_sleep(key, x, encode, decode, *, num_samples, likelihood="be
     q = bounds.posterior(encode, x, "reweighted_wake_sleep")
     p = bounds._prior(prior, q)
     z_K = jax.lax.stop_gradient(q.sample(seed=key, sample_shape=(num_samples,)))
-    log_px_z_K = bounds._log_likelihoods(x, z_K, decode, log_likelihood)
-    log_pz_K = p.log_prob(z_K)
-    log_pxz_K = log_px_z_K + log_pz_K
-    log_qz_K = q.log_prob(z_K)
-    log_w_K = log_pxz_K - log_qz_K
-    w_K = jax.lax.stop_gradient(jax.nn.softmax(log_w_K))
-    value = jax.nn.logsumexp(log_w_K) - math.log(num_samples)
-    wake = jnp.sum(w_K * log_pxz_K) + jnp.sum(w_K * log_qz_K)  # wake-theta + wake-phi
-    log_sum_w = jax.nn.logsumexp(log_w_K)
-    aux = {
-        "reconstruction": jnp.mean(log_px_z_K),
-        "kl": jnp.mean(log_qz_K - log_pz_K),
-        "elbo": jnp.mean(log_w_K),
-        "ess": jnp.exp(2.0 * log_sum_w - jax.nn.logsumexp(2.0 * log_w_K)),
-    }
-    return bounds.with_gradient_of(value, wake), jax.lax.stop_gradient(aux)
+    draws = bounds._Draws(q, p, z_K, bounds._log_likelihoods(x, z_K, decode, log_likelihood),
+                          p.log_prob(z_K), q.log_prob(z_K))
+    log_w_1xK = draws.log_w[None]
+    w_K = jax.lax.stop_gradient(jax.nn.softmax(draws.log_w))
+    wake = jnp.sum(w_K * (draws.log_px_z + draws.log_pz)) + jnp.sum(w_K * draws.log_qz)  # theta + phi
+    value = bounds.with_gradient_of(bounds._group_iwae(log_w_1xK), wake)
+    return value, jax.lax.stop_gradient(bounds._weight_aux(draws, log_w_1xK))
 
 
 def batch_reweighted_wake_sleep(key, x, encode, decode, **kw):
