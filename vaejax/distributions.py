@@ -12,6 +12,8 @@ The classes at the end (`DiagGaussian`, `StandardNormal`, `Bernoulli`) wrap thes
 as distributions with distrax's interface, so that models and objectives can pass
 distributions around as values; `kl_closed_form` picks the closed-form KL of a pair, and
 `marginal_log_prob` gives a factorized distribution's log-densities per latent dimension.
+`DiagGaussianMixture` (appended last: a mixture of diagonal Gaussians over a vector, e.g. the
+VampPrior's p(z)) has no closed-form KL, so the objectives estimate its KL by Monte Carlo.
 """
 import dataclasses
 import functools
@@ -402,3 +404,74 @@ def kl_closed_form(q, p) -> ClosedFormKL | None:
         return ClosedFormKL(None, kl_method(p))
     except (NotImplementedError, TypeError):
         return None
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["logits", "loc", "logvar"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class DiagGaussianMixture:
+    """sum_k softmax(logits)_k N(loc_k, diag(exp(logvar_k))) over one vector (D,).
+
+    `logits` (K,) are the unnormalized log mixture weights (zeros: uniform), `loc` (K, D)
+    and `logvar` (K, D) the components' means and log-variances (`logvar` may be anything
+    that broadcasts to (K, D)). The event shape is (D,). No closed-form KL with a Gaussian:
+    `kl_closed_form` gives None and the ELBO estimates the KL by Monte Carlo.
+
+    `sample` is ancestral: a component k ~ Categorical(softmax(logits)), then
+    loc_k + exp(logvar_k / 2) * eps. Gradients reach the chosen component's `loc` and
+    `logvar`, never `logits` (the discrete choice is not reparameterized): right for a prior,
+    whose samples only draw figures, not for a posterior trained by the reparameterized ELBO.
+    """
+
+    logits: jax.Array
+    loc: jax.Array
+    logvar: jax.Array
+
+    @property
+    def num_components(self) -> int:
+        return int(jnp.shape(self.logits)[-1])
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(jnp.broadcast_shapes(jnp.shape(self.loc), jnp.shape(self.logvar))[-1:])
+
+    def _components(self):
+        """(log weights (K,), loc (K, D), logvar (K, D)) in one float dtype."""
+        log_weights = jax.nn.log_softmax(jnp.asarray(self.logits, _float_dtype(self.logits)))
+        loc, logvar = _broadcast(self.loc, self.logvar)
+        return log_weights, loc, logvar
+
+    def mean(self):
+        """sum_k w_k loc_k: (D,)."""
+        log_weights, loc, _ = self._components()
+        return jnp.einsum("k,kd->d", jnp.exp(log_weights), loc)
+
+    def variance(self):
+        """Per-dimension variance sum_k w_k (exp(logvar_k) + loc_k^2) - mean^2: (D,)."""
+        log_weights, loc, logvar = self._components()
+        second_moment = jnp.einsum("k,kd->d", jnp.exp(log_weights), jnp.exp(logvar) + jnp.square(loc))
+        return second_moment - jnp.square(self.mean())
+
+    def log_prob(self, value):
+        """log sum_k w_k N(value; loc_k, diag(exp(logvar_k))) in nats, by logsumexp over k.
+
+        `sample_shape + (D,) -> sample_shape`.
+        """
+        log_weights, loc, logvar = self._components()
+        value = jnp.asarray(value, _float_dtype(value, loc))
+        log_components = diag_gaussian_log_prob(value[..., None, :], loc, logvar)  # sample_shape + (K,)
+        log_weights = jnp.broadcast_to(log_weights, log_components.shape)
+        return jax.nn.logsumexp(log_components + log_weights, axis=-1)
+
+    def sample(self, *, seed, sample_shape=()):
+        """Ancestral draws, `sample_shape + (D,)` (see the class docstring for gradients)."""
+        log_weights, loc, logvar = self._components()
+        shape = _sample_shape(sample_shape)
+        component_key, noise_key = jax.random.split(seed)
+        k = jax.random.categorical(component_key, log_weights, shape=shape)  # sample_shape
+        eps = jax.random.normal(noise_key, shape + loc.shape[-1:], loc.dtype)
+        return loc[k] + jnp.exp(0.5 * logvar[k]) * eps
+
+    def sample_and_log_prob(self, *, seed, sample_shape=()):
+        z = self.sample(seed=seed, sample_shape=sample_shape)
+        return z, self.log_prob(z)

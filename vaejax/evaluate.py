@@ -48,13 +48,14 @@ def _example_streams(key):
     return binarize_key, noise_key
 
 
-def _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape):
-    """Preprocessed examples `idx_B` (B,), each binarized with its own key, in the model's
-    input shape: (B,) + data_shape (the MLP reads flat vectors)."""
+def _inputs(binarize_key, examples, idx_B, preprocessing, data_shape):
+    """Preprocessed examples `idx_B` (B,) of `examples`, each binarized with its own key, in
+    the model's input shape (B,) + data_shape (the MLP reads flat vectors), and their labels
+    (B,) (None unless `examples` carries labels: a conditional model's)."""
     keys = jax.vmap(jax.random.fold_in, (None, 0))(binarize_key, idx_B)
-    x = jax.vmap(functools.partial(data_lib.preprocess, kind=preprocessing))(
-        keys, images_uint8[idx_B])
-    return x.reshape((x.shape[0],) + tuple(data_shape))
+    batch = examples.take(idx_B)
+    x = jax.vmap(functools.partial(data_lib.preprocess, kind=preprocessing))(keys, batch.images)
+    return x.reshape((x.shape[0],) + tuple(data_shape)), batch.labels
 
 
 def _flat(tree):
@@ -62,23 +63,41 @@ def _flat(tree):
     return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
 
 
-def elbo_metrics(model, params, images_uint8, key, *, data_shape, preprocessing, batch_size,
+def latent_variables(model, params, data_shape, condition=None) -> dict[str, int] | None:
+    """{name: size} of the latent variables of a hierarchical posterior (whose mean is a
+    pytree of several arrays, e.g. {"z1": (100,), "z2": (50,)}), in `_flat`'s order; None
+    for a single latent vector."""
+    mean = jax.eval_shape(lambda x: objectives.model_functions(model, params, condition)[0](x).mean(),
+                          jax.ShapeDtypeStruct(tuple(data_shape), jnp.float32))
+    leaves = jax.tree_util.tree_leaves_with_path(mean)
+    if len(leaves) < 2:
+        return None
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): math.prod(leaf.shape)
+            for path, leaf in leaves}
+
+
+def elbo_metrics(model, params, data, key, *, data_shape, preprocessing, batch_size,
                  threshold=0.01):
-    """ELBO-based metrics over all of `images_uint8` (N, H, W, C), one posterior sample each.
+    """ELBO-based metrics over all of `data` (`Examples`, or images (N, H, W, C) uint8), one
+    posterior sample each. For a conditional model (`data` carries labels), the bounds of
+    log p(x|y).
 
     Returns a dict of device scalars/vectors:
       neg_elbo, rate (KL), distortion (-E_q log p(x|z)): means over examples, nats;
       kl_per_dim (Z,): mean KL of each latent dimension, nats (only where q and p have a
         per-dimension closed form);
       posterior_mean_variance (Z,): Cov_x(E_q[z_d]) across examples (Burda et al. 2015);
-      active_units: how many dimensions have that variance above `threshold`.
+      active_units: how many dimensions have that variance above `threshold`;
+      active_units_by_variable: {name: count} for a hierarchical posterior (see
+        `latent_variables`), the same count per latent variable.
     """
-    n = images_uint8.shape[0]
+    examples = data_lib.as_examples(data)
+    n = examples.num_examples
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
     binarize_key, noise_key = _example_streams(key)
-    encode, decode, prior = objectives.model_functions(model, params)
 
-    def per_example(i, x):
+    def per_example(i, x, condition):
+        encode, decode, prior = objectives.model_functions(model, params, condition)
         value, aux = objectives.elbo(jax.random.fold_in(noise_key, i), x, encode, decode,
                                      likelihood=_log_likelihood(preprocessing), prior=prior)
         mean = _flat(encode(x).mean())
@@ -90,13 +109,15 @@ def elbo_metrics(model, params, images_uint8, key, *, data_shape, preprocessing,
 
     def body(carry, batch):
         idx_B, mask_B = batch
-        x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape)
-        parts = jax.vmap(per_example)(idx_B, x)
+        x, condition = _inputs(binarize_key, examples, idx_B, preprocessing, data_shape)
+        parts = jax.vmap(per_example)(idx_B, x, condition)
         w = mask_B.astype(jnp.float32)
         sums = {k: jnp.sum(w.reshape(w.shape + (1,) * (v.ndim - 1)) * v, 0) for k, v in parts.items()}
         return jax.tree.map(jnp.add, carry, sums), None
 
-    shapes = jax.eval_shape(per_example, 0, jax.ShapeDtypeStruct(tuple(data_shape), jnp.float32))
+    condition = None if examples.labels is None else examples.labels[0]
+    shapes = jax.eval_shape(per_example, 0, jax.ShapeDtypeStruct(tuple(data_shape), jnp.float32),
+                            condition)
     init = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
     sums, _ = jax.lax.scan(body, init, (idx, mask))
     variance = sums["mean2"] / n - (sums["mean"] / n) ** 2
@@ -109,12 +130,20 @@ def elbo_metrics(model, params, images_uint8, key, *, data_shape, preprocessing,
     }
     if "kl_per_dim" in sums:
         out["kl_per_dim"] = sums["kl_per_dim"] / n
+    variables = latent_variables(model, params, data_shape, condition)
+    if variables is not None:
+        active, start = {}, 0
+        for name, size in variables.items():
+            active[name] = jnp.sum(variance[start:start + size] > threshold)
+            start += size
+        out["active_units_by_variable"] = active
     return out
 
 
-def iwae_batch_log_px(model, params, key, images_uint8, idx_B, *, data_shape, preprocessing,
+def iwae_batch_log_px(model, params, key, data, idx_B, *, data_shape, preprocessing,
                       num_samples, chunk_size):
-    """IWAE estimate of log p(x) for the examples `idx_B` (B,) of `images_uint8`: (B,), nats.
+    """IWAE estimate of log p(x) for the examples `idx_B` (B,) of `data` (`Examples` or
+    images): (B,), nats; log p(x|y) for a conditional model (`data` carries labels).
 
     Pure: vmap it over (params, key) to evaluate many models at once. K = `num_samples`
     draws per example in `num_samples // chunk_size` sequential chunks (memory ~ chunk x B
@@ -122,17 +151,17 @@ def iwae_batch_log_px(model, params, key, images_uint8, idx_B, *, data_shape, pr
     """
     num_chunks = num_samples // chunk_size
     binarize_key, noise_key = _example_streams(key)
-    x = _inputs(binarize_key, images_uint8, idx_B, preprocessing, data_shape)
-    encode, decode, prior = objectives.model_functions(model, params)
+    x, condition = _inputs(binarize_key, data_lib.as_examples(data), idx_B, preprocessing, data_shape)
 
     def chunk(c):
-        def one(i, x_i):
+        def one(i, x_i, condition_i):
+            encode, decode, prior = objectives.model_functions(model, params, condition_i)
             k = jax.random.fold_in(jax.random.fold_in(noise_key, i), c)
             log_w = objectives.iwae_log_weights(
                 k, x_i, encode, decode, likelihood=_log_likelihood(preprocessing),
                 num_samples=chunk_size, prior=prior)
             return jax.nn.logsumexp(log_w)
-        return jax.vmap(one)(idx_B, x)
+        return jax.vmap(one)(idx_B, x, condition)
 
     per_chunk = jax.lax.map(chunk, jnp.arange(num_chunks))  # (C, B)
     return jax.nn.logsumexp(per_chunk, axis=0) - math.log(num_samples)
@@ -156,18 +185,19 @@ _iwae_batch, _iwae_batch_stacked = _compiled_once(
     (0, 0, None, None))
 
 
-def validation_metrics(program, params, hyper, images_uint8):
-    """Negative ELBO, rate and distortion of one member on `images_uint8` (nats per example):
-    a pure function, vmapped over the members of a group."""
-    m = elbo_metrics(program.model, params, images_uint8, run_keys(hyper["seed"]).eval,
+def validation_metrics(program, params, hyper, data):
+    """Negative ELBO, rate and distortion of one member on `data` (`Examples` or images; nats
+    per example): a pure function, vmapped over the members of a group."""
+    m = elbo_metrics(program.model, params, data, run_keys(hyper["seed"]).eval,
                      data_shape=program.data_shape, preprocessing=program.preprocessing,
                      batch_size=program.eval_batch_size)
     return {"neg_elbo": m["neg_elbo"], "rate": m["rate"], "distortion": m["distortion"]}
 
 
-def iwae_log_likelihood(model, params, images_uint8, key, *, data_shape, preprocessing,
+def iwae_log_likelihood(model, params, data, key, *, data_shape, preprocessing,
                         num_samples, chunk_size, batch_size, progress=None, stacked=False):
-    """IWAE estimate of log p(x) for every example of `images_uint8`: (N,) numpy, nats.
+    """IWAE estimate of log p(x) for every example of `data` (`Examples` or images): (N,)
+    numpy, nats.
 
     `batch_size` examples at a time (see `iwae_batch_log_px`); `chunk_size` is lowered to a
     divisor of `num_samples` if needed. With `stacked=True`, `params` and `key` carry a
@@ -177,7 +207,8 @@ def iwae_log_likelihood(model, params, images_uint8, key, *, data_shape, preproc
     """
     if num_samples % chunk_size:
         chunk_size = math.gcd(num_samples, chunk_size)
-    n = images_uint8.shape[0]
+    data = data_lib.as_examples(data)
+    n = data.num_examples
     idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
     fn = functools.partial(_iwae_batch_stacked if stacked else _iwae_batch, model,
                            data_shape=tuple(data_shape), preprocessing=preprocessing,
@@ -185,14 +216,14 @@ def iwae_log_likelihood(model, params, images_uint8, key, *, data_shape, preproc
     out = []
     for b in range(idx.shape[0]):
         keep = np.asarray(mask[b])
-        out.append(np.asarray(fn(params, key, images_uint8, idx[b]))[..., keep])
+        out.append(np.asarray(fn(params, key, data, idx[b]))[..., keep])
         if progress is not None:
             progress(int(keep.sum()))
     return np.concatenate(out, axis=-1)
 
 
-def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
-    """The results.json numbers for `params` on `test_uint8`: a dict.
+def test_metrics(program, params, hyper, test_data, eval_config, *, log=print):
+    """The results.json numbers for `params` on `test_data` (`Examples` or images): a dict.
 
     With `params` and `hyper` stacked along a leading axis of M models (a sweep group), both
     programs are vmapped over the models and a list of M dicts is returned; each equals the
@@ -201,8 +232,9 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    test_data = data_lib.as_examples(test_data)
     if eval_config.num_test_examples > 0:
-        test_uint8 = test_uint8[: eval_config.num_test_examples]
+        test_data = test_data.take(slice(None, eval_config.num_test_examples))
     stacked = jnp.ndim(hyper["seed"]) == 1
     members = int(hyper["seed"].shape[0]) if stacked else 1
     eval_key = lambda seed: run_keys(seed).eval  # noqa: E731
@@ -210,17 +242,17 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     start = time.perf_counter()
     elbo_fn = _elbo_metrics_stacked if stacked else _elbo_metrics
     m = jax.device_get(elbo_fn(
-        program.model, params, test_uint8, keys, data_shape=program.data_shape,
+        program.model, params, test_data, keys, data_shape=program.data_shape,
         preprocessing=program.preprocessing, batch_size=eval_config.batch_size,
         threshold=eval_config.active_unit_threshold))
     k = eval_config.iwae_samples
     log_px, iwae_time = None, None
     if k > 0:
-        bar = tqdm(total=int(test_uint8.shape[0]), desc=f"eval IWAE K={k}", unit="ex",
+        bar = tqdm(total=test_data.num_examples, desc=f"eval IWAE K={k}", unit="ex",
                    dynamic_ncols=True)
         iwae_start = time.perf_counter()
         log_px = iwae_log_likelihood(
-            program.model, params, test_uint8, keys, data_shape=program.data_shape,
+            program.model, params, test_data, keys, data_shape=program.data_shape,
             preprocessing=program.preprocessing, num_samples=k,
             chunk_size=min(eval_config.iwae_chunk, k),
             batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
@@ -238,8 +270,11 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
             "posterior_mean_variance": [float(v) for v in pick(m["posterior_mean_variance"])],
             "active_units": int(pick(m["active_units"])),
             "latent_dim": int(pick(m["posterior_mean_variance"]).shape[-1]),
-            "num_test_examples": int(test_uint8.shape[0]),
+            "num_test_examples": test_data.num_examples,
         }
+        if "active_units_by_variable" in m:
+            results["active_units_by_variable"] = {
+                name: int(pick(v)) for name, v in m["active_units_by_variable"].items()}
         if "kl_per_dim" in m:
             results["kl_per_dim"] = [float(v) for v in pick(m["kl_per_dim"])]
         if log_px is not None:
@@ -254,7 +289,7 @@ def test_metrics(program, params, hyper, test_uint8, eval_config, *, log=print):
     return [member(i) for i in range(members)] if stacked else member(0)
 
 
-def finish_member(workdir, program, params, hyper, results, test_uint8, config, *, epoch=None,
+def finish_member(workdir, program, params, hyper, results, test_data, config, *, epoch=None,
                   log=print, name=None) -> dict:
     """Writes one model's evaluation into its workdir: figures first, then results.json (with
     the epoch and step of the metrics it belongs to), so a run counts as finished only when
@@ -270,7 +305,7 @@ def finish_member(workdir, program, params, hyper, results, test_uint8, config, 
     log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
         f"{results['latent_dim']} -> {workdir / records.RESULTS}")
     if config.eval.figures:
-        figures.draw_figures(workdir, program, params, hyper, test_uint8, log=log)
+        figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
     records.write_json(workdir / records.RESULTS, results)
     return results
 

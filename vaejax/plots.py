@@ -80,6 +80,24 @@ def prior_samples(images: np.ndarray, path: PathLike, *, ncols: int = 10) -> pat
     return image_grid(images, path, ncols=ncols, title="Samples from the prior p(z)")
 
 
+def class_samples(images: np.ndarray, path: PathLike, *, num_classes: int) -> pathlib.Path:
+    """Samples of a conditional model, one row per class: row y holds x ~ p(x|z, y), z ~ p(z|y).
+
+    images: (num_classes * ncols, H, W, C) floats in [0, 1], row-major (image y*ncols + k is
+    sample k of class y). Rows are labelled with the class index.
+    """
+    images = _check_images(images, "images")
+    num_classes = _check_positive_int(num_classes, "num_classes")
+    if images.shape[0] % num_classes:
+        raise ValueError(f"class_samples expects a multiple of num_classes = {num_classes} images, "
+                         f"got {images.shape[0]}")
+    mosaic, row_starts, _ = _mosaic(images, ncols=images.shape[0] // num_classes)
+    h = images.shape[1]
+    yticks = ([row_starts[y] + (h - 1) / 2 for y in range(num_classes)], [str(y) for y in range(num_classes)])
+    return _draw_mosaic(mosaic, images.shape, path, title="Samples per class y: z ~ p(z|y), x ~ p(x|z, y)",
+                        xticks=([], []), yticks=yticks, xlabel="", ylabel="class")
+
+
 def reconstructions(inputs: np.ndarray, outputs: np.ndarray, path: PathLike, *, ncols: int = 10) -> pathlib.Path:
     """Inputs above their reconstructions: a row of inputs, then the row of their outputs.
 

@@ -11,7 +11,8 @@ for bit.
 
 `Program` holds what the config fixes statically; its `init_state` / `train_epoch` are pure
 functions of one member's `TrainState` and hyperparameters (`hyper`: a dict of traced
-scalars, see `Program.hyper`). `vaejax.loop` runs them for one model, and `vaejax.sweep`
+scalars, see `Program.hyper`). The data are `vaejax.data.Examples`: images, and labels for
+a model that conditions on them (`model.conditioning`, see `vaejax.models`). `vaejax.loop` runs them for one model, and `vaejax.sweep`
 vmaps the very same functions over the members of a group.
 """
 
@@ -32,6 +33,9 @@ from vaejax.objectives import OBJECTIVES, SCHEDULES
 
 # Config fields of the beta schedule, read by name from config.objective (see `_beta_schedule`).
 _SCHEDULE_FIELDS = ("beta_schedule", "warmup_steps", "cycle_steps")
+
+# What a model may condition on (`model.conditioning`): the field of `Examples` it reads.
+CONDITIONS = ("label",)
 
 
 class TrainState(NamedTuple):
@@ -83,6 +87,22 @@ def vmapped_keys(config) -> tuple[str, ...]:
     return ("seed", "optimizer.learning_rate", *(f"objective.{s}" for s in scalars))
 
 
+def model_conditioning(model, objective, config) -> str | None:
+    """What `model` conditions on (`model.conditioning`: None or "label"), checked against
+    what vaejax can hand it and against the objective, which must take `condition=`."""
+    conditioning = getattr(model, "conditioning", None)
+    if conditioning is None:
+        return None
+    if conditioning not in CONDITIONS:
+        raise ValueError(f"model.kind={config.model.kind!r} has conditioning={conditioning!r}; "
+                         f"vaejax hands models one of {CONDITIONS} (or None).")
+    if "condition" not in inspect.signature(objective.__call__).parameters:
+        raise ValueError(f"model.kind={config.model.kind!r} is conditioned on the {conditioning}, "
+                         f"but objective.kind={config.objective.kind!r} takes no `condition=`: choose "
+                         "an objective that does (elbo, iwae, miwae, ciwae, piwae, rws).")
+    return conditioning
+
+
 def build_model(config, image_shape):
     """The model `config.model` describes, for images of `image_shape` (H, W, C)."""
     return models.build(config.model, image_shape, search_path=search_path(config))
@@ -115,6 +135,7 @@ class Program:
     direction: optax.GradientTransformation
     lr_shape: Callable
     eval_batch_size: int
+    conditioning: str | None = None  # "label": the model reads each example's label
     # With several devices, `train` shards each batch over a mesh axis "data" (None: no
     # constraint; XLA's SPMD partitioner then all-reduces the gradients).
     batch_sharding: Any = None
@@ -138,6 +159,7 @@ class Program:
         objective = registry.call_with_fields(
             factory, static, what=f"objective.kind={config.objective.kind!r}", only_accepted=True,
             **extra)
+        conditioning = model_conditioning(model, objective, config)
         steps_per_epoch = num_train // config.train.batch_size
         return cls(
             model=model,
@@ -151,7 +173,26 @@ class Program:
             direction=optimizers.direction(config.optimizer),
             lr_shape=optimizers.lr_shape(config.optimizer, steps_per_epoch * config.train.epochs),
             eval_batch_size=config.eval.batch_size,
+            conditioning=conditioning,
         )
+
+    def model_data(self, splits):
+        """`splits` (`vaejax.data.Splits`) with what the model reads: the labels kept for a
+        model conditioned on them (a clear error if the dataset has none), else dropped, so
+        an unconditional model's programs do not carry them."""
+        def select(examples):
+            if examples is None:
+                return None
+            if not self.conditioning:
+                return data_lib.Examples(examples.images)
+            if examples.labels is None:
+                raise ValueError(f"The model conditions on labels (model.conditioning={self.conditioning!r}), "
+                                 f"but the dataset ({splits.source}) has none: choose a labelled dataset "
+                                 "(mnist, fashion_mnist, cifar10) or an unconditional model.")
+            return examples
+
+        return dataclasses.replace(splits, train=select(splits.train),
+                                   validation=select(splits.validation), test=select(splits.test))
 
     def hyper(self, config) -> dict[str, jax.Array]:
         """The traced scalars of one member: seed, peak learning rate, objective scalars."""
@@ -183,16 +224,25 @@ class Program:
         x = data_lib.preprocess(key, x_uint8, kind=self.preprocessing)
         return x.reshape((x.shape[0],) + self.data_shape)
 
-    def train_step(self, state: TrainState, hyper, x_uint8, keys: RunKeys):
+    def condition(self, examples):
+        """The objective's `condition=` for a batch of `Examples`: {} for an unconditional model,
+        else {"condition": the labels (B,)}."""
+        return {"condition": examples.labels} if self.conditioning else {}
+
+    def train_step(self, state: TrainState, hyper, batch, keys: RunKeys):
+        """One optimizer step on `batch`: `Examples` of (B, H, W, C) uint8 images (and labels
+        (B,) for a conditional model), or the images alone."""
+        batch = data_lib.as_examples(batch)
         step_key = jax.random.fold_in(keys.train, state.step)
         preprocess_key, noise_key = jax.random.split(step_key)
-        x = self.inputs(preprocess_key, x_uint8)
+        x = self.inputs(preprocess_key, batch.images)
         if self.batch_sharding is not None:
             x = jax.lax.with_sharding_constraint(x, self.batch_sharding)
         scalars = self.scalars_at(hyper, state.step)
+        condition = self.condition(batch)
 
         def loss_fn(params):
-            return self.objective(noise_key, x, self.model, params, **scalars)
+            return self.objective(noise_key, x, self.model, params, **condition, **scalars)
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         direction, opt_state = self.direction.update(grads, state.opt_state, state.params)
@@ -201,17 +251,19 @@ class Program:
         metrics = {"loss": loss, **metrics, **scalars, "lr": lr}
         return TrainState(params, opt_state, state.step + 1), metrics
 
-    def train_epoch(self, state: TrainState, hyper, images_uint8, epoch):
-        """One pass over `images_uint8` (N, H, W, C) in an order drawn from (seed, epoch).
+    def train_epoch(self, state: TrainState, hyper, data, epoch):
+        """One pass over `data` (`Examples`, or images (N, H, W, C) uint8) in an order drawn
+        from (seed, epoch).
 
         Returns the new state and per-step metrics, each of shape (steps_per_epoch,).
         """
+        examples = data_lib.as_examples(data)
         keys = run_keys(hyper["seed"])
         order = data_lib.epoch_indices(
-            jax.random.fold_in(keys.data, epoch), images_uint8.shape[0], self.batch_size)
+            jax.random.fold_in(keys.data, epoch), examples.images.shape[0], self.batch_size)
 
         def body(state, batch_idx):
-            return self.train_step(state, hyper, images_uint8[batch_idx], keys)
+            return self.train_step(state, hyper, examples.take(batch_idx), keys)
 
         return jax.lax.scan(body, state, order)
 

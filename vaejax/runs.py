@@ -44,7 +44,8 @@ def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> Lo
     workdir = pathlib.Path(workdir)
     config = records.run_config(workdir) if config is None else config
     splits = load_splits(config, log=log)
-    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    program = Program.build(config, splits.image_shape, splits.train.num_examples)
+    splits = program.model_data(splits)
     manager = checkpoints.Manager(workdir)
     try:
         epoch = manager.latest_epoch() if epoch is None else epoch

@@ -72,7 +72,8 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     """
     workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite, log=log)
     splits = load_splits(config, log=log)
-    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    program = Program.build(config, splits.image_shape, splits.train.num_examples)
+    splits = program.model_data(splits)
     hyper = program.hyper(config)
     records.write_run_record(workdir, config, data_source=splits.source)
 
@@ -105,7 +106,7 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     elif evaluate_at_end:
         params = state.params
         if program.batch_sharding is not None:  # evaluate on the device that holds the test set
-            params, hyper = jax.device_put((params, hyper), splits.test.sharding)
+            params, hyper = jax.device_put((params, hyper), splits.test.images.sharding)
         results = evaluate.test_metrics(program, params, hyper, splits.test, config.eval, log=log)
         result["results"] = evaluate.finish_member(workdir, program, params, hyper, results,
                                                    splits.test, config, log=log)

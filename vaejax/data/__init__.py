@@ -13,7 +13,8 @@ The package re-exports the public names of its modules, one per job:
   - `cache`: the atomic .npz cache under $VAEJAX_CACHE (default ~/.cache/vaejax);
   - `preprocessing`: uint8 -> float32 model inputs, selected by name (`PREPROCESSING`);
   - `batching`: epoch and evaluation batch indices, and `to_device`;
-  - `splits`: the train / validation / test images a config asks for (`load_splits`).
+  - `splits`: the train / validation / test examples a config asks for (`load_splits`), as
+    `Examples` (images, and labels where the dataset has them).
 """
 from vaejax.data.batching import epoch_indices, padded_batch_indices, to_device
 from vaejax.data.cache import CACHE_ENV_VAR, cache_dir
@@ -43,10 +44,12 @@ from vaejax.data.sources import (
     read_idx,
     split_validation,
 )
-from vaejax.data.splits import Splits, load_splits
+from vaejax.data.splits import Examples, Splits, as_examples, load_splits
 
 __all__ = [
+    "Examples",
     "Splits",
+    "as_examples",
     "load_splits",
     "CACHE_ENV_VAR",
     "CorruptDataError",

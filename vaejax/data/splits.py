@@ -1,34 +1,72 @@
-"""The train / validation / test images a config asks for, as uint8 arrays on a device."""
+"""The train / validation / test examples a config asks for, as arrays on a device."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
+import numpy as np
 
 from vaejax.data import batching, sources
 
 
+class Examples(NamedTuple):
+    """Images and, where the dataset has them, their labels: a pytree, so `jax.tree.map`
+    slices it and places it on devices, and jitted code takes it as one argument.
+
+    images: (N, H, W, C) uint8; labels: (N,) int32, or None (binarized_mnist has none, and
+    `Program.model_data` drops them for a model that does not condition on them).
+    """
+
+    images: jax.Array
+    labels: jax.Array | None = None
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.images.shape[0])
+
+    def take(self, index) -> "Examples":
+        """The examples at `index` (an index array, or a slice) of every field."""
+        return jax.tree.map(lambda a: a[index], self)
+
+
+def as_examples(data) -> Examples:
+    """`data` as `Examples`: itself, or images (N, H, W, C) without labels."""
+    return data if isinstance(data, Examples) else Examples(data)
+
+
 @dataclasses.dataclass
 class Splits:
-    train: jax.Array  # (N, H, W, C) uint8 on device
-    validation: jax.Array | None
-    test: jax.Array
+    train: Examples
+    validation: Examples | None
+    test: Examples
     source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
 
 
 def load_splits(config, log=print) -> Splits:
-    """The dataset of `config.data`, split and put on the default device as uint8."""
+    """The dataset of `config.data`, split and put on the default device (images as uint8,
+    labels as int32 where the dataset has them)."""
     ds = sources.load(config.data.name, data_dir=config.data.data_dir or None, log=log)
-    train_x, validation_x = ds.train_images, None
+    train = (ds.train_images, ds.train_labels)
+    validation = None
     if config.data.num_validation > 0:
-        (train_x, _), (validation_x, _) = sources.split_validation(
+        train, validation = sources.split_validation(
             ds.train_images, ds.train_labels, num_validation=config.data.num_validation)
     if config.data.num_train > 0:
-        train_x = train_x[: config.data.num_train]
+        train = tuple(None if a is None else a[: config.data.num_train] for a in train)
+
+    def on_device(images, labels):
+        labels = None if labels is None else jax.device_put(np.asarray(labels, np.int32))
+        return Examples(batching.to_device(images), labels)
+
     return Splits(
-        train=batching.to_device(train_x),
-        validation=None if validation_x is None else batching.to_device(validation_x),
-        test=batching.to_device(ds.test_images),
+        train=on_device(*train),
+        validation=None if validation is None else on_device(*validation),
+        test=on_device(ds.test_images, ds.test_labels),
         source=ds.source,
     )

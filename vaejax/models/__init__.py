@@ -1,10 +1,13 @@
 """Models as plug-ins: the protocol and registry (`base`), one file per built-in model.
 
 `vaejax.models.build(config.model, image_shape)` gives the model that `config.model.kind`
-names: "mlp", "conv", or your own "module:attribute".
+names: "mlp", "conv", "vampprior", "two_layer", "iaf", "conditional", or your own
+"module:attribute".
 """
+from vaejax.models import conditional  # noqa: F401  (registers "conditional")
 from vaejax.models import conv  # noqa: F401  (registers "conv")
 from vaejax.models import mlp  # noqa: F401  (registers "mlp")
+from vaejax.models import vampprior  # noqa: F401  (registers "vampprior")
 from vaejax.models.base import ACTIVATIONS
 from vaejax.models.base import LIKELIHOODS
 from vaejax.models.base import MODELS

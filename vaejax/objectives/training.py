@@ -8,6 +8,9 @@ flags that fix shapes and code paths are static) and called inside the jitted st
 
 - `x_BxD`: the preprocessed batch, each example of shape `model.data_shape`.
 - `model`, `params`: a model with `posterior / prior / likelihood` (see `vaejax.models`).
+- `condition`: for a model conditioned on each example's label (`model.conditioning`), the
+  labels (B,), passed only then; an objective that takes `condition=` binds each example's
+  into the model's functions (`model_functions`, `mean_over_examples`).
 - `scalars`: the fields named in the objective's `scalars` class attribute (e.g. `beta`),
   as traced float32 scalars, so a sweep vmaps over them instead of recompiling. A scalar
   named `beta` follows `config.objective.beta_schedule`.
@@ -27,6 +30,7 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 
 from vaejax import registry
 from vaejax.objectives import bounds
@@ -36,10 +40,36 @@ from vaejax.objectives import wake_sleep
 OBJECTIVES = registry.Registry("objective", "objective.kind")
 
 
-def model_functions(model, params):
-    """(encode, decode, prior) of `model` at `params`, as the bounds take them."""
-    return (functools.partial(model.posterior, params), functools.partial(model.likelihood, params),
-            model.prior(params))
+def model_functions(model, params, condition=None):
+    """(encode, decode, prior) of `model` at `params`, as the bounds take them; for a model
+    conditioned on each example's label (`model.conditioning`), given that `condition`."""
+    if condition is None:
+        return (functools.partial(model.posterior, params),
+                functools.partial(model.likelihood, params), model.prior(params))
+    return (lambda x: model.posterior(params, x, condition),
+            lambda z: model.likelihood(params, z, condition), model.prior(params, condition))
+
+
+def mean_over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
+    """`bound(key_i, x_i, encode, decode, prior=prior, **kw)` averaged over a batch.
+
+    Example i gets `jax.random.split(key, B)[i]` (the keys of `batch_elbo` & co.) and
+    `(encode, decode, prior) = functions(condition_B[i])` (None when `condition_B` is None).
+    Returns (mean value, aux averaged over the batch axis).
+    """
+    keys = jax.random.split(key, x_BxD.shape[0])
+
+    def one(k, x, condition):
+        encode, decode, prior = functions(condition)
+        return bound(k, x, encode, decode, prior=prior, **kw)
+
+    values_B, aux = jax.vmap(one)(keys, x_BxD, condition_B)
+    return jnp.mean(values_B), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux)
+
+
+def _functions(model, params):
+    """condition -> (encode, decode, prior) of one example: `model_functions` at `params`."""
+    return functools.partial(model_functions, model, params)
 
 
 class _WithGradientEstimator:
@@ -62,12 +92,11 @@ class ELBO(_WithGradientEstimator):
     free_bits: float = 0.0
     gradient_estimator: str = "reparam"
 
-    def __call__(self, key, x_BxD, model, params, *, beta):
-        encode, decode, prior = model_functions(model, params)
-        value, aux = bounds.batch_elbo(key, x_BxD, encode, decode, prior=prior, beta=beta,
-                                       num_samples=self.num_samples, analytic_kl=self.analytic_kl,
-                                       free_bits=self.free_bits,
-                                       gradient_estimator=self.gradient_estimator)
+    def __call__(self, key, x_BxD, model, params, *, condition=None, beta):
+        value, aux = mean_over_examples(bounds.elbo, key, x_BxD, _functions(model, params), condition,
+                                        beta=beta, num_samples=self.num_samples,
+                                        analytic_kl=self.analytic_kl, free_bits=self.free_bits,
+                                        gradient_estimator=self.gradient_estimator)
         return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
 
 
@@ -88,11 +117,10 @@ class IWAE(_WithGradientEstimator):
     num_samples: int = 1
     gradient_estimator: str = "reparam"
 
-    def __call__(self, key, x_BxD, model, params):
-        encode, decode, prior = model_functions(model, params)
-        value, aux = bounds.batch_iwae_bound(key, x_BxD, encode, decode, prior=prior,
-                                             num_samples=self.num_samples,
-                                             gradient_estimator=self.gradient_estimator)
+    def __call__(self, key, x_BxD, model, params, *, condition=None):
+        value, aux = mean_over_examples(bounds.iwae_bound, key, x_BxD, _functions(model, params),
+                                        condition, num_samples=self.num_samples,
+                                        gradient_estimator=self.gradient_estimator)
         return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
 
 
@@ -106,11 +134,11 @@ class MIWAE(_WithGradientEstimator):
     num_samples: int = 8
     gradient_estimator: str = "reparam"
 
-    def __call__(self, key, x_BxD, model, params):
-        encode, decode, prior = model_functions(model, params)
-        value, aux = bounds.batch_miwae_bound(key, x_BxD, encode, decode, prior=prior,
-                                              num_groups=self.num_groups, num_samples=self.num_samples,
-                                              gradient_estimator=self.gradient_estimator)
+    def __call__(self, key, x_BxD, model, params, *, condition=None):
+        value, aux = mean_over_examples(bounds.miwae_bound, key, x_BxD, _functions(model, params),
+                                        condition, num_groups=self.num_groups,
+                                        num_samples=self.num_samples,
+                                        gradient_estimator=self.gradient_estimator)
         return -value, _weight_metrics(aux)
 
 
@@ -124,11 +152,10 @@ class CIWAE(_WithGradientEstimator):
     num_samples: int = 64
     gradient_estimator: str = "reparam"
 
-    def __call__(self, key, x_BxD, model, params, *, beta):
-        encode, decode, prior = model_functions(model, params)
-        value, aux = bounds.batch_ciwae_bound(key, x_BxD, encode, decode, prior=prior, beta=beta,
-                                              num_samples=self.num_samples,
-                                              gradient_estimator=self.gradient_estimator)
+    def __call__(self, key, x_BxD, model, params, *, condition=None, beta):
+        value, aux = mean_over_examples(bounds.ciwae_bound, key, x_BxD, _functions(model, params),
+                                        condition, beta=beta, num_samples=self.num_samples,
+                                        gradient_estimator=self.gradient_estimator)
         return -value, {**_weight_metrics(aux), "iwae": aux["iwae"]}
 
 
@@ -150,14 +177,20 @@ class PIWAE(_WithGradientEstimator):
     num_samples: int = 8
     gradient_estimator: str = "reparam"  # for the encoder's MIWAE gradient
 
-    def __call__(self, key, x_BxD, model, params):
-        encode, decode, prior = model_functions(model, params)
-        encode_fixed, decode_fixed, prior_fixed = model_functions(model, jax.lax.stop_gradient(params))
-        miwae, _ = bounds.batch_miwae_bound(key, x_BxD, encode, decode_fixed, prior=prior_fixed,
-                                            num_groups=self.num_groups, num_samples=self.num_samples,
-                                            gradient_estimator=self.gradient_estimator)
-        iwae, aux = bounds.batch_iwae_bound(key, x_BxD, encode_fixed, decode, prior=prior,
-                                            num_samples=self.num_groups * self.num_samples)
+    def __call__(self, key, x_BxD, model, params, *, condition=None):
+        free, fixed = _functions(model, params), _functions(model, jax.lax.stop_gradient(params))
+
+        def encoder_learns(c):  # q's parameters free, p's stopped
+            return (free(c)[0], *fixed(c)[1:])
+
+        def decoder_learns(c):  # p's parameters free, q's stopped
+            return (fixed(c)[0], *free(c)[1:])
+
+        miwae, _ = mean_over_examples(bounds.miwae_bound, key, x_BxD, encoder_learns, condition,
+                                      num_groups=self.num_groups, num_samples=self.num_samples,
+                                      gradient_estimator=self.gradient_estimator)
+        iwae, aux = mean_over_examples(bounds.iwae_bound, key, x_BxD, decoder_learns, condition,
+                                       num_samples=self.num_groups * self.num_samples)
         value = bounds.with_gradient_of(iwae, miwae + iwae)
         return -value, {**_weight_metrics(aux), "miwae": jax.lax.stop_gradient(miwae)}
 
@@ -172,10 +205,10 @@ class RWS:
     scalars = ()
     num_samples: int = 5
 
-    def __call__(self, key, x_BxD, model, params):
-        encode, decode, prior = model_functions(model, params)
-        value, aux = wake_sleep.batch_reweighted_wake_sleep(key, x_BxD, encode, decode, prior=prior,
-                                                            num_samples=self.num_samples)
+    def __call__(self, key, x_BxD, model, params, *, condition=None):
+        value, aux = mean_over_examples(wake_sleep.reweighted_wake_sleep, key, x_BxD,
+                                        _functions(model, params), condition,
+                                        num_samples=self.num_samples)
         return -value, _weight_metrics(aux)
 
 

@@ -173,10 +173,11 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
     key = (_group_key(config), len(group.runs), len(devices))
     compiled = {} if compiled is None else compiled
     if key not in compiled:
-        program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+        program = Program.build(config, splits.image_shape, splits.train.num_examples)
         compiled[key] = _group_functions(program, len(group.runs), devices)
     group_fns = compiled[key]
     program = group_fns.program
+    splits = program.model_data(splits)
 
     workdirs = [_start_run(run, sweep_dir, group, splits.source) if i in pending else None
                 for i, run in enumerate(group.runs)]
@@ -219,7 +220,7 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
         run_manager.close()
     if not alive:
         return []
-    test_x = splits.test[: config.eval.num_test_examples or None]
+    test_x = splits.test.take(slice(None, config.eval.num_test_examples or None))
     if group_fns.shardings is not None:
         test_x = jax.device_put(test_x, group_fns.shardings[1])
     results = evaluate.test_metrics(program, state.params, hypers, test_x, config.eval, log=log)

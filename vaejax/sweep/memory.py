@@ -35,7 +35,9 @@ def memory_estimate(config, data_shape: Sequence[int], num_members: int) -> dict
                          program.hyper(config))
     state = jax.eval_shape(jax.vmap(program.init_state), hyper)
     keys = jax.eval_shape(jax.vmap(run_keys), hyper["seed"])
-    batch = jax.ShapeDtypeStruct((config.train.batch_size, *data_shape), jnp.uint8)
+    batch = data_lib.Examples(
+        jax.ShapeDtypeStruct((config.train.batch_size, *data_shape), jnp.uint8),
+        jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32) if program.conditioning else None)
     step = jax.jit(jax.vmap(program.train_step, in_axes=(0, 0, None, 0)), donate_argnums=0)
     stats = step.lower(state, hyper, batch, keys).compile().memory_analysis()
     num_params = sum(math.prod(p.shape[1:]) for p in jax.tree.leaves(state.params))
