@@ -13,9 +13,12 @@ DEFAULT = REPO / "experiments" / "default.py"
 def test_every_experiment_loads():
     for path in sorted((REPO / "experiments").glob("*.py")):
         config = config_lib.load_config(path)
-        for key in ("seed", "data.name", "model.kind", "model.latent_dim", "objective.beta",
-                    "train.epochs", "train.batch_size"):
-            assert key in config_lib.flatten(config), (path.name, key)
+        fields = config_lib.flatten(config)
+        for key in ("seed", "data.name", "model.kind", "objective.beta", "train.epochs",
+                    "train.batch_size"):
+            assert key in fields, (path.name, key)
+        # The size of the latent space: one vector, or one per stochastic layer (two_layer).
+        assert "model.latent_dim" in fields or "model.latent_dims" in fields, path.name
 
 
 def test_overrides_parse_by_field_type():

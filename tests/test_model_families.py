@@ -85,9 +85,11 @@ def test_family_trains_evaluates_draws_reproduces_and_sweeps(kind, tmp_path, mni
     assert report["match"], report["differences"]
 
     sweep_dir = tmp_path / "sweep"
-    out = sweep.run_sweep(_three_seeds_sweep(tmp_path, kind), sweep_dir, log=quiet,
-                          overrides=overrides + ["eval.figures=false"])
-    assert [len(g.runs) for g in out["groups"]] == [3]
+    assert cli.main(["sweep", str(_three_seeds_sweep(tmp_path, kind)), "--workdir", str(sweep_dir),
+                     *(f"--config.{o}" for o in overrides + ["eval.figures=false"])]) == 0
+    rows_by_run = sweep.collect(sweep_dir)[0]
+    assert sorted(r["status"] for r in rows_by_run) == ["finished"] * 3
+    assert len({r["group"] for r in rows_by_run}) == 1  # the three seeds ran as one vmapped group
     member = comparable(records.read_metrics(sweep_dir / "runs" / "seed=1"))
     alone = comparable(rows)
     assert len(member) == len(alone) == 2

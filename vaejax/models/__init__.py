@@ -6,7 +6,9 @@ names: "mlp", "conv", "vampprior", "two_layer", "iaf", "conditional", or your ow
 """
 from vaejax.models import conditional  # noqa: F401  (registers "conditional")
 from vaejax.models import conv  # noqa: F401  (registers "conv")
+from vaejax.models import iaf  # noqa: F401  (registers "iaf")
 from vaejax.models import mlp  # noqa: F401  (registers "mlp")
+from vaejax.models import two_layer  # noqa: F401  (registers "two_layer")
 from vaejax.models import vampprior  # noqa: F401  (registers "vampprior")
 from vaejax.models.base import ACTIVATIONS
 from vaejax.models.base import LIKELIHOODS

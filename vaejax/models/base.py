@@ -9,6 +9,19 @@ example or latent, and the shape of the x it reads:
     likelihood(params, z) -> p(x|z), a distribution over x      # one latent
     data_shape: tuple[int, ...]   (optional: the image shape (H, W, C) when absent)
 
+Optional parts, each used by vaejax's core for any model that has it (no branch on the kind):
+
+    conditioning = "label"          the model reads each example's label: the data layer hands
+                                    it as the last argument, posterior(params, x, y),
+                                    prior(params, y), likelihood(params, z, y) (y an int32
+                                    scalar), in training, evaluation (log p(x|y)) and figures
+    num_classes: int                with conditioning: the figures' grid of samples per class
+    learned_images(params)          {name: (N,) + data_shape in [0, 1]}: images the model learns
+                                    (the VampPrior's pseudo-inputs), drawn as <name>.png
+    a latent z that is a pytree     e.g. {"z1": (100,), "z2": (50,)} (two stochastic layers):
+                                    the bounds, evaluation (active units per variable) and
+                                    figures (z flattened) take it as it is
+
 "Distribution" is distrax's interface (`sample_and_log_prob(seed=, sample_shape=)`,
 `log_prob`, and `mean()` for evaluation and figures): vaejax's own (`vaejax.distributions`,
 with closed-form KLs), distrax's or TFP-on-JAX's. Training, evaluation, figures, `reproduce`
