@@ -13,7 +13,9 @@ below a new dated section):
   - a vmapped sweep group of 16 against the same 16 runs one after another, and the
     --dry-run memory estimate against the measured peak (benchmarks/bench_sweep.py);
   - the step time of every objective against the plain IWAE at equal K
-    (benchmarks/objectives.py).
+    (benchmarks/objectives.py);
+  - the step time of every model family against the MLP VAE, and its IWAE evaluation cost
+    (benchmarks/model_families.py).
 
     python benchmarks/run.py [--out benchmarks/RESULTS.md] [--quick]
 """
@@ -44,6 +46,7 @@ from vaejax.data import load_splits  # noqa: E402
 from vaejax.program import Program, run_keys  # noqa: E402
 
 import bench_sweep  # noqa: E402
+import model_families as families_bench  # noqa: E402
 import objectives as objectives_bench  # noqa: E402
 import epoch_profile  # noqa: E402
 import plain_jax_mlp  # noqa: E402
@@ -218,6 +221,9 @@ def main():
     log("every objective against the plain IWAE at equal K (benchmarks/objectives.py)")
     objectives_table = objectives_bench.table(rounds=2 if args.quick else 5, log=log)
 
+    log("every model family against the MLP VAE (benchmarks/model_families.py)")
+    families_table = families_bench.table(rounds=2 if args.quick else 5, log=log)
+
     conv_epoch_full = conv["epoch_time"] * (50_000 / conv_train)
     rows = [
         ("MLP VAE epoch (784-400-20, batch 128, 50,000 images, 390 steps)",
@@ -253,7 +259,7 @@ def main():
              f"Matrix-multiply rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048^3, best of 10).", "",
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
-    lines += ["", sweep_table, "", objectives_table]
+    lines += ["", sweep_table, "", objectives_table, "", families_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
     out = pathlib.Path(args.out)
