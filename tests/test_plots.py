@@ -286,3 +286,17 @@ def test_nll_by_run_draws_one_row_per_finished_run(tmp_path):
     assert pixels.std() > 0  # something drawn
     pixels = _read_png(plots.nll_by_run([], tmp_path / "empty.png"))
     assert pixels.shape[:2] == (260, 800)
+
+
+def test_compare_curves_draws_each_run_and_the_reference(tmp_path):
+    runs = {name: [{"epoch": e, "val/neg_elbo": start - e} for e in range(1, 6)]
+            for name, start in (("vae", 100.0), ("vampprior", 97.0))}
+    runs["not started"] = []
+    path = plots.compare_curves(runs, tmp_path / "curves.png", references={"paper": 85.57})
+    pixels = _read_png(path)
+    assert pixels.shape[:2] == plots.SWEEP_FIGURE_PX[::-1]
+    # The reference line's colour (C3 after three runs) is drawn somewhere.
+    red = np.all(np.abs(pixels[..., :3].astype(int) - (214, 39, 40)) < 30, axis=-1)
+    assert red.sum() > 100
+    empty = _read_png(plots.compare_curves({"a": []}, tmp_path / "empty.png"))
+    assert empty.shape[:2] == plots.SWEEP_FIGURE_PX[::-1]

@@ -231,6 +231,39 @@ def training_curves(records: Iterable[Mapping[str, Any]], path: PathLike) -> pat
     return _save(fig, path)
 
 
+def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLike, *,
+                   key: str = "val/neg_elbo", ylabel: str = "validation −ELBO (nats per example)",
+                   references: Mapping[str, float] | None = None) -> pathlib.Path:
+    """One metric against epoch for several runs, one line each (their metrics.jsonl records),
+    and optional horizontal reference lines ({label: value}, e.g. a paper's number).
+
+    Missing and non-finite values are skipped; a repeated epoch keeps its last record.
+    Size: SWEEP_FIGURE_PX, the legend below the axes.
+    """
+    fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(f"{key} per epoch", fontsize=TITLE_FONTSIZE)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    drawn = 0
+    for i, (name, records) in enumerate(runs.items()):
+        epochs, ys = _series(list(records), key)
+        if epochs.size:
+            ax.plot(epochs, ys, color=f"C{i % 10}", label=name)
+            drawn += 1
+    for j, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"C{(len(runs) + j) % 10}", linestyle=":", label=label)
+    ax.grid(True, alpha=0.3)
+    if drawn:
+        ys = np.concatenate([_series(list(r), key)[1] for r in runs.values()])
+        low = min([float(np.min(ys))] + list((references or {}).values()))
+        ax.set_ylim(*_padded_range(np.array([low, float(np.quantile(ys, 0.9))])))
+        fig.legend(loc="outside lower center", ncol=min(4, drawn + len(references or {})), fontsize=9)
+    else:
+        _no_data(ax, "no data yet")
+    return _save(fig, path)
+
+
 # ----------------------------------------------------------------------------- sweep figures
 
 
