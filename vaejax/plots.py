@@ -258,7 +258,7 @@ def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLi
         ys = np.concatenate([_series(list(r), key)[1] for r in runs.values()])
         low = min([float(np.min(ys))] + list((references or {}).values()))
         ax.set_ylim(*_padded_range(np.array([low, float(np.quantile(ys, 0.9))])))
-        fig.legend(loc="outside lower center", ncol=min(4, drawn + len(references or {})), fontsize=9)
+        fig.legend(loc="outside lower center", ncol=min(2, drawn + len(references or {})), fontsize=9)
     else:
         _no_data(ax, "no data yet")
     return _save(fig, path)
