@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 500
-    config.eval.iwae_samples = 250           # K of the test NLL estimate (Burda et al. use 5000)
+    config.eval.iwae_samples = 250           # K of the test NLL estimate (Burda et al. use 5000; 0 = none)
     config.eval.iwae_chunk = 250             # samples per chunk: bounds memory
     config.eval.iwae_batch_size = 100        # examples per chunk
     config.eval.num_test_examples = 0        # 0 = the whole test split

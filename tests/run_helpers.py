@@ -9,8 +9,7 @@ from vaejax import loop
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def small_config(mnist_dir, **overrides):
-    config = config_lib.load_config(REPO / "experiments" / "default.py")
+def _small(mnist_dir, overrides) -> dict:
     base = {
         "data.name": "mnist", "data.data_dir": str(mnist_dir), "data.num_train": 1024,
         "data.num_validation": 10_000, "model.hidden_sizes": (64,), "model.latent_dim": 2,
@@ -18,10 +17,21 @@ def small_config(mnist_dir, **overrides):
         "eval.iwae_chunk": 10, "eval.num_test_examples": 200, "eval.batch_size": 100,
         "eval.figures": False,
     }
-    base.update(overrides)
-    for key, value in base.items():
+    return base | overrides
+
+
+def small_config(mnist_dir, **overrides):
+    config = config_lib.load_config(REPO / "experiments" / "default.py")
+    for key, value in _small(mnist_dir, overrides).items():
         config_lib.apply_override(config, key, value)
     return config
+
+
+def small_flags(mnist_dir, **overrides) -> list[str]:
+    """`small_config` as `vaejax train` arguments."""
+    return ["--config", str(REPO / "experiments" / "default.py")] + [
+        f"--config.{key}={value!r}" if not isinstance(value, str) else f"--config.{key}={value}"
+        for key, value in _small(mnist_dir, overrides).items()]
 
 
 def comparable(rows):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -97,16 +98,38 @@ def main(argv: list[str] | None = None) -> int:
         from vaejax import train as train_lib  # noqa: PLC0415
 
         # Bad input (settings, names, files) reads as one line; set VAEJAX_TRACEBACK=1 to see more.
+        from vaejax import locking  # noqa: PLC0415
+
         known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
-                 FileNotFoundError, ValueError)
+                 locking.DirectoryLockedError, FileNotFoundError, ValueError)
         if os.environ.get("VAEJAX_TRACEBACK") == "1":
             raise
+        full = _disk_full(error)
+        if full is not None:
+            print(f"vaejax {args.command}: error: No space left on device{full}. What was "
+                  "written before (records, whole checkpoints) is intact: free some space and "
+                  "run the same command again with --resume.", file=sys.stderr)
+            return 28
         from vaejax import data  # noqa: PLC0415
 
         if isinstance(error, known + (data.DatasetNotFoundError, data.CorruptDataError)):
             print(f"vaejax {args.command}: error: {error}", file=sys.stderr)
             return 2
         raise
+
+
+def _disk_full(error: BaseException) -> str | None:
+    """" (writing <file>)" (or "") if `error`, or an error it was raised from, is ENOSPC;
+    None otherwise. orbax and TensorStore wrap it, sometimes only in their message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+                "No space left on device" in str(error)):
+            name = getattr(error, "filename", None)
+            return f" (writing {name})" if name else ""
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _run(args, overrides: list[str]) -> int:

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import data as data_lib
-from vaejax import distributions, figures, objectives, records, runs
+from vaejax import config as config_lib
+from vaejax import distributions, figures, locking, objectives, records, runs
 from vaejax.program import run_keys
 
 BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
@@ -292,8 +293,9 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print):
 def finish_member(workdir, program, params, hyper, results, test_data, config, *, epoch=None,
                   log=print, name=None) -> dict:
     """Writes one model's evaluation into its workdir: figures first, then results.json (with
-    the epoch and step of the metrics it belongs to), so a run counts as finished only when
-    both exist."""
+    the epoch and step of the metrics it belongs to, and the names of the figures), so a run
+    counts as finished (`records.evaluated`) only when both exist: a kill while the figures
+    are drawn leaves a run that the next `train --resume` or `sweep` evaluates again."""
     workdir = pathlib.Path(workdir)
     results = dict(results)
     last = records.last_metrics(workdir)
@@ -305,16 +307,22 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
         f"{results['latent_dim']} -> {workdir / records.RESULTS}")
     if config.eval.figures:
-        figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
-    records.write_json(workdir / records.RESULTS, results)
+        paths = figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
+        results["figures"] = sorted(p.name for p in paths)
+    records.set_aside_if_damaged(workdir / records.RESULTS, log=log)
+    records.write_json(workdir / records.RESULTS, results)  # last: the run is complete
     return results
 
 
 def evaluate_run(workdir, *, config=None, log=print) -> dict:
     """`vaejax eval`: evaluates the latest checkpoint of `workdir` (with `config`'s eval
     settings when given); writes results.json and the figures."""
-    run = runs.load_run(workdir, config=config, log=log)
-    results = test_metrics(run.program, run.params, run.hyper, run.splits.test, run.config.eval,
-                           log=log)
-    return finish_member(workdir, run.program, run.params, run.hyper, results, run.splits.test,
-                         run.config, epoch=run.epoch, log=log)
+    if config is not None:
+        config_lib.validate(config)
+    records.read_run_record(workdir)  # a clear error if `workdir` is not a run
+    with locking.hold(workdir, "vaejax eval"):
+        run = runs.load_run(workdir, config=config, log=log)
+        results = test_metrics(run.program, run.params, run.hyper, run.splits.test,
+                               run.config.eval, log=log)
+        return finish_member(workdir, run.program, run.params, run.hyper, results,
+                             run.splits.test, run.config, epoch=run.epoch, log=log)

@@ -22,7 +22,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vaejax import data as data_lib
-from vaejax import plots, records, runs
+from vaejax import locking, plots, records, runs
 from vaejax.objectives import model_functions
 from vaejax.program import run_keys
 
@@ -131,5 +131,7 @@ def draw_figures(workdir, program, params, hyper, test_data, *, num_images: int 
 
 def sample_run(workdir, log=print) -> list[pathlib.Path]:
     """`vaejax sample --workdir`: the figures of the latest checkpoint of a run."""
-    run = runs.load_run(workdir, log=log)
-    return draw_figures(workdir, run.program, run.params, run.hyper, run.splits.test, log=log)
+    records.read_run_record(workdir)  # a clear error if `workdir` is not a run
+    with locking.hold(workdir, "vaejax sample"):
+        run = runs.load_run(workdir, log=log)
+        return draw_figures(workdir, run.program, run.params, run.hyper, run.splits.test, log=log)

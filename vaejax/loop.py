@@ -103,9 +103,21 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
 
     stacked = jnp.ndim(hyper["seed"]) == 1  # a group: a leading member axis
-    written = [i for i, workdir in enumerate(workdirs) if workdir is not None]
-    for i in written:
-        records.truncate_metrics(workdirs[i], start_epoch)
+    written = []
+    for i, workdir in enumerate(workdirs):
+        if workdir is None:
+            continue
+        try:
+            records.truncate_metrics(workdir, start_epoch, log=log)
+        except records.DamagedRecordError as error:
+            if not stacked:
+                raise
+            # One damaged member of a group: marked, left as it is, and the others go on.
+            records.write_json(pathlib.Path(workdir) / records.DAMAGED, {"message": str(error)})
+            log(f"{label}: {pathlib.Path(workdir).name}: damaged, not written again "
+                f"({records.DAMAGED}): {error}")
+            continue
+        written.append(i)
     num_examples = program.steps_per_epoch * program.batch_size
     last_value_keys = ("lr", *program.scalars)
     diverged: dict[int, str] = {}

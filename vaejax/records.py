@@ -22,6 +22,7 @@ RUN_RECORD = "run.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 DIVERGED = "diverged.json"  # written by the loop when a member's loss becomes NaN/Inf
+DAMAGED = "damaged.json"  # written by a sweep for a member whose records cannot be read back
 # Config keys a resumed run may change: they do not alter the training trajectory.
 # (experiment_dir: where the experiment file was read from, which moves with the checkout.)
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
@@ -38,8 +39,10 @@ def atomic_write_text(path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         pathlib.Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # name the file (disk full)
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 
@@ -47,8 +50,61 @@ def write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class DamagedRecordError(ValueError):
+    """A record that cannot be read back as written: the message names the file and line."""
+
+
 def read_json(path):
-    return json.loads(pathlib.Path(path).read_text())
+    """The JSON object in `path`; a damaged file raises `DamagedRecordError` naming it."""
+    path = pathlib.Path(path)
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise DamagedRecordError(
+            f"{path} is damaged ({len(text)} bytes; {error}). Restore it from a copy, or move "
+            "it aside: vaejax then treats the run as if it had not written this file."
+        ) from None
+
+
+def missing_figures(workdir) -> list[str] | None:
+    """None if `workdir` has no readable results.json; else the figures its results.json
+    lists (`figures`; it is written after them) that are missing or cut short on disk:
+    empty when the evaluation is complete."""
+    path = pathlib.Path(workdir) / RESULTS
+    try:
+        results = read_json(path)
+    except (FileNotFoundError, DamagedRecordError):
+        return None
+    return [name for name in results.get("figures", [])
+            if not _whole_png(pathlib.Path(workdir) / "figures" / name)]
+
+
+def _whole_png(path: pathlib.Path) -> bool:
+    """The file exists and ends with PNG's IEND chunk (a cut file does not)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 12))
+            return f.read().startswith(b"\x00\x00\x00\x00IEND")
+    except OSError:
+        return False
+
+
+def evaluated(workdir) -> bool:
+    """results.json is readable and every figure it lists is on disk."""
+    return missing_figures(workdir) == []
+
+
+def set_aside_if_damaged(path, *, log=print) -> None:
+    """Moves a JSON record that does not read back to `<name>.damaged-<time>`, never deleting it."""
+    path = pathlib.Path(path)
+    try:
+        if path.exists():
+            read_json(path)
+    except DamagedRecordError as error:
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        log(f"records: {error} Moved to {aside}; it is written again.")
 
 
 def package_versions() -> dict[str, str]:
@@ -139,11 +195,46 @@ def run_config(workdir):
     return config_lib.from_dict(config_lib.upgrade(read_run_record(workdir)["config"]))
 
 
-def read_metrics(workdir) -> list[dict]:
-    path = pathlib.Path(workdir) / METRICS
+def _read_metrics(path: pathlib.Path) -> tuple[list[dict], str | None]:
+    """The epoch records of `path` and, if its last line is torn, a message saying so."""
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [], None
+    lines = path.read_text().split("\n")
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            if n == last:  # what a kill in the middle of a write leaves: droppable
+                return rows, (f"records: {path}:{n}: the last line is torn ({error}), as an "
+                              "interrupted write leaves it; it is dropped and its epoch is "
+                              "trained again")
+            raise DamagedRecordError(
+                f"{path}:{n}: not a JSON record ({error}); the other lines are intact. Repair "
+                f"or remove line {n}, or restart the run with --overwrite (the old run is "
+                "moved aside).") from None
+        expected = rows[-1]["epoch"] + 1 if rows else 1
+        if not isinstance(row, dict) or row.get("epoch") != expected:
+            found = row.get("epoch") if isinstance(row, dict) else row
+            raise DamagedRecordError(
+                f"{path}:{n}: holds epoch {found} where epoch {expected} belongs: records are "
+                f"missing or repeated. Restore the file, or restart the run with --overwrite "
+                "(the old run is moved aside).")
+        rows.append(row)
+    return rows, None
+
+
+def read_metrics(workdir, *, log=print) -> list[dict]:
+    """The epoch records of a run, epochs 1, 2, ... in order. A torn last line is dropped
+    (and said); any other damage, or a missing or repeated epoch, raises
+    `DamagedRecordError` naming the file and line."""
+    rows, torn = _read_metrics(pathlib.Path(workdir) / METRICS)
+    if torn:
+        log(torn)
+    return rows
 
 
 def last_metrics(workdir) -> dict | None:
@@ -151,17 +242,30 @@ def last_metrics(workdir) -> dict | None:
     return rows[-1] if rows else None
 
 
-def append_metrics(workdir, record: dict) -> None:
-    """Appends one epoch's record (rewritten atomically: small file, never torn)."""
-    rows = read_metrics(workdir) + [record]
+def _write_metrics(workdir, rows: list[dict]) -> None:
     atomic_write_text(pathlib.Path(workdir) / METRICS,
                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def truncate_metrics(workdir, last_epoch: int) -> None:
-    """Drops records after `last_epoch` (epochs that a resumed run will train again)."""
-    rows = read_metrics(workdir)
+def append_metrics(workdir, record: dict) -> None:
+    """Appends one epoch's record (rewritten atomically: small file, never torn)."""
+    _write_metrics(workdir, read_metrics(workdir) + [record])
+
+
+def truncate_metrics(workdir, last_epoch: int, *, log=print) -> None:
+    """Keeps the records of epochs 1..`last_epoch` (a resumed run trains the later ones
+    again), dropping a torn last line. Raises `DamagedRecordError` if the records stop
+    before `last_epoch`, the epoch of the checkpoint the run resumes from."""
+    path = pathlib.Path(workdir) / METRICS
+    rows, torn = _read_metrics(path)
     kept = [r for r in rows if r["epoch"] <= last_epoch]
-    if len(kept) != len(rows):
-        atomic_write_text(pathlib.Path(workdir) / METRICS,
-                          "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    if len(kept) < last_epoch:
+        raise DamagedRecordError(
+            f"{path} holds the records of epochs 1..{len(kept)}, but the run resumes from "
+            f"the checkpoint of epoch {last_epoch}: the records of epochs {len(kept) + 1}.."
+            f"{last_epoch} are lost. Restore the file, or restart the run with --overwrite "
+            "(the old run is moved aside).")
+    if torn:
+        log(torn)
+    if torn or len(kept) != len(rows):
+        _write_metrics(workdir, kept)

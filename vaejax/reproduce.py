@@ -47,27 +47,77 @@ def compare_runs(original, replica) -> list[str]:
     return diffs
 
 
+def check_record(record: dict, path) -> None:
+    """A run record must agree with itself: its top-level `seed` is its config's."""
+    seed, config_seed = record.get("seed"), record.get("config", {}).get("seed")
+    if seed != config_seed:
+        raise ValueError(
+            f"{path} contradicts itself: its seed is {seed!r} but its config.seed is "
+            f"{config_seed!r}, so it does not say which run it records. Repair the file (the "
+            "run's metrics were trained with config.seed).")
+
+
+def setting_differences(record: dict, replica: dict) -> list[str]:
+    """What differs between two run records before any metric: config keys, data source,
+    backend and device, package versions and code commit."""
+    diffs = [f"config: {key}" for key in records.config_differences(record["config"],
+                                                                     replica["config"])
+             if key not in records.RESUMABLE_CHANGES]
+    for key in ("seed", "data_source", "backend", "device_kind", "device_count"):
+        a, b = record.get(key), replica.get(key)
+        if key == "data_source":  # where the cache lies is not a setting: where it came from is
+            a, b = _origin(a), _origin(b)
+        if a != b:
+            diffs.append(f"{key}: {record.get(key)!r} vs {replica.get(key)!r}")
+    versions_a, versions_b = record.get("versions") or {}, replica.get("versions") or {}
+    for name in sorted(set(versions_a) | set(versions_b)):
+        if versions_a.get(name) != versions_b.get(name):
+            diffs.append(f"{name} version: {versions_a.get(name)} vs {versions_b.get(name)}")
+    commit_a = (record.get("git") or {}).get("commit")
+    commit_b = (replica.get("git") or {}).get("commit")
+    if commit_a != commit_b:
+        diffs.append(f"code commit: {commit_a} vs {commit_b}")
+    return diffs
+
+
+def _origin(data_source):
+    """"cache:<file> (from idx:<folder>)" -> "idx:<folder>"; other sources as they are."""
+    text = str(data_source)
+    if text.startswith("cache:") and " (from " in text:
+        return text.split(" (from ", 1)[1].rstrip(")")
+    return text
+
+
 def reproduce(original, workdir, *, log=print) -> dict:
-    """Retrains `original`'s recorded config in `workdir`; returns and writes a report."""
+    """Retrains `original`'s recorded config in `workdir`; returns and writes a report whose
+    differences list the differing settings (config, machine, versions, commit) first,
+    then the metrics."""
     record = records.read_run_record(original)
+    check_record(record, pathlib.Path(original) / records.RUN_RECORD)
     config = records.run_config(original)
     evaluate = (pathlib.Path(original) / records.RESULTS).exists()
     train_lib.train(config, workdir, evaluate_at_end=evaluate, log=log)
     replica = records.read_run_record(workdir)
     same_machine = all(record.get(k) == replica.get(k) for k in ("backend", "device_kind"))
-    diffs = compare_runs(original, workdir)
+    settings = setting_differences(record, replica)
+    metrics = compare_runs(original, workdir)
+    diffs = [f"setting {d}" for d in settings] + metrics if metrics else []
     report = {
         "original": str(original),
         "replica": str(workdir),
-        "match": not diffs,
+        "match": not metrics,
         "differences": diffs,
+        "setting_differences": settings,
         "same_backend": same_machine,
         "original_backend": f"{record.get('backend')} ({record.get('device_kind')})",
         "replica_backend": f"{replica.get('backend')} ({replica.get('device_kind')})",
     }
     records.write_json(pathlib.Path(workdir) / "reproduce.json", report)
-    if diffs:
-        log(f"reproduce: MISMATCH, {len(diffs)} differences (first: {diffs[0]})"
+    if metrics:
+        log("reproduce: MISMATCH. "
+            + (f"Settings that differ: {'; '.join(settings)}. " if settings
+               else "The records show no differing setting. ")
+            + f"{len(metrics)} metrics differ (first: {metrics[0]})"
             + ("" if same_machine else "; the backends differ, so exact equality is not expected"))
     else:
         log(f"reproduce: every metric matches {original} exactly")

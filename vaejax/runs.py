@@ -36,7 +36,8 @@ class LoadedRun:
 
 
 def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> LoadedRun:
-    """The model, params (checkpoint of `epoch`, default the latest) and config of a run.
+    """The model, params (checkpoint of `epoch`, default the newest that restores: a
+    damaged newer one is moved aside and named in the log) and config of a run.
 
     `config` replaces the recorded one (e.g. other eval settings); the model and its
     parameters always come from the record and the checkpoint.
@@ -47,12 +48,16 @@ def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> Lo
     program = Program.build(config, splits.image_shape, splits.train.num_examples)
     splits = program.model_data(splits)
     manager = checkpoints.Manager(workdir)
+    like = abstract_state(config, program.model)
     try:
-        epoch = manager.latest_epoch() if epoch is None else epoch
-        if epoch is None:
-            raise FileNotFoundError(
-                f"No checkpoint in {manager.directory}: train first (vaejax train --workdir {workdir}).")
-        state = manager.restore(epoch, abstract_state(config, program.model))
+        if epoch is None:  # the newest that restores; damaged ones are moved aside
+            epoch, state = manager.restore_latest(like, log=log)
+            if epoch is None:
+                raise checkpoints.NoCheckpointError(
+                    f"No checkpoint that restores in {manager.directory}: train first "
+                    f"(vaejax train --workdir {workdir} --resume).")
+        else:
+            state = manager.restore(epoch, like)
     finally:
         manager.close()
     return LoadedRun(program.model, state.params, config, program, program.hyper(config), splits,

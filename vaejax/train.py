@@ -7,6 +7,7 @@ member), unvmapped, and with several local devices each batch is sharded over th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import shutil
@@ -15,7 +16,8 @@ import time
 import jax
 import numpy as np
 
-from vaejax import checkpoints, evaluate, loop, records
+from vaejax import checkpoints, evaluate, locking, loop, records
+from vaejax import config as config_lib
 from vaejax.program import Program
 from vaejax.data import load_splits
 
@@ -24,21 +26,38 @@ class WorkdirExistsError(FileExistsError):
     """The workdir holds a run and neither --resume nor --overwrite was given."""
 
 
-def prepare_workdir(workdir, *, resume: bool, overwrite: bool, log=print) -> pathlib.Path:
-    """Creates `workdir`; an existing run is kept unless --resume, or moved aside on --overwrite."""
+def _holds_run(workdir: pathlib.Path) -> bool:
+    return workdir.exists() and any(p.name != locking.LOCK_FILE for p in workdir.iterdir())
+
+
+def check_workdir(workdir, *, resume: bool, overwrite: bool) -> None:
+    """Fails early, before any work, if `workdir` holds a run and neither flag says what to do."""
     workdir = pathlib.Path(workdir)
-    if workdir.exists() and any(workdir.iterdir()):
-        if overwrite:
+    if _holds_run(workdir) and not (resume or overwrite):
+        raise WorkdirExistsError(
+            f"{workdir} already holds a run. Pass --resume to continue it, --overwrite to "
+            f"start again (the old run is moved aside, not deleted), or choose another --workdir."
+        )
+
+
+@contextlib.contextmanager
+def owned_workdir(workdir, *, resume: bool, overwrite: bool, what: str = "vaejax train",
+                  log=print):
+    """Creates `workdir` and holds its lock (`vaejax.locking`) for the `with` block; an
+    existing run is kept unless --resume, or moved aside on --overwrite (under the lock)."""
+    workdir = pathlib.Path(workdir)
+    check_workdir(workdir, resume=resume, overwrite=overwrite)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with locking.hold(workdir, what) as lock:
+        if overwrite and _holds_run(workdir):
             aside = workdir.with_name(f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(str(workdir), aside)
             log(f"train: --overwrite: moved the previous run to {aside}")
-        elif not resume:
-            raise WorkdirExistsError(
-                f"{workdir} already holds a run. Pass --resume to continue it, --overwrite to "
-                f"start again (the old run is moved aside, not deleted), or choose another --workdir."
-            )
-    workdir.mkdir(parents=True, exist_ok=True)
-    return workdir
+            workdir.mkdir(parents=True)
+            with locking.hold(workdir, what) as lock:
+                yield workdir
+            return
+        yield workdir
 
 
 def data_parallel(program: Program, *arrays, devices=None, log=print):
@@ -70,18 +89,24 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
 
     Returns the final epoch's metrics record (and `results` when evaluated).
     """
-    workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite, log=log)
+    config_lib.validate(config)
+    check_workdir(workdir, resume=resume, overwrite=overwrite)  # before the data loads
     splits = load_splits(config, log=log)
     program = Program.build(config, splits.image_shape, splits.train.num_examples)
     splits = program.model_data(splits)
     hyper = program.hyper(config)
-    records.write_run_record(workdir, config, data_source=splits.source)
+    state = jax.jit(program.init_state)(hyper)  # a model that cannot be built fails here
+    with owned_workdir(workdir, resume=resume, overwrite=overwrite, log=log) as workdir:
+        records.write_run_record(workdir, config, data_source=splits.source)
+        return _train(config, workdir, program, splits, hyper, state,
+                      evaluate_at_end=evaluate_at_end, log=log)
 
+
+def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
     manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints)
-    state = jax.jit(program.init_state)(hyper)
-    start_epoch = manager.latest_epoch() or 0
+    start_epoch, state = manager.restore_latest(state, log=log)
+    start_epoch = start_epoch or 0
     if start_epoch:
-        state = manager.restore(start_epoch, state)
         log(f"train: resumed from the checkpoint of epoch {start_epoch} (step {int(state.step)})")
     program, state, hyper, train_x, val_x = data_parallel(
         program, state, hyper, splits.train, splits.validation, log=log)
@@ -98,12 +123,15 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
         raise loop.TrainingDiverged(diverged[0])
 
     result = dict(records.last_metrics(workdir) or {})
-    results_path = workdir / records.RESULTS
-    if evaluate_at_end and start_epoch >= epochs and results_path.exists():
+    if evaluate_at_end and start_epoch >= epochs and records.evaluated(workdir):
         log(f"train: {workdir} already finished {epochs} epochs and was evaluated; kept as is "
             f"(vaejax eval --workdir {workdir} evaluates again)")
-        result["results"] = records.read_json(results_path)
+        result["results"] = records.read_json(workdir / records.RESULTS)
     elif evaluate_at_end:
+        missing = records.missing_figures(workdir)
+        if start_epoch >= epochs and missing:
+            log(f"train: {workdir} was evaluated, but figures {missing} are missing (a kill "
+                "while they were drawn?): evaluating again")
         params = state.params
         if program.batch_sharding is not None:  # evaluate on the device that holds the test set
             params, hyper = jax.device_put((params, hyper), splits.test.images.sharding)

@@ -1,8 +1,9 @@
 """The .npz cache of loaded datasets: one uncompressed .npz per resolved source under
 $VAEJAX_CACHE (default ~/.cache/vaejax), named after the dataset and keyed by a hash of the
 source's files and their stats, written atomically (temp file, fsync, os.replace) so that a
-killed writer never leaves a partial entry, and read back in well under a second; an
-unreadable entry is ignored and rebuilt from its source.
+killed writer never leaves a partial entry, and read back in well under a second. An entry
+that is unreadable, or whose arrays differ from what its source yields (names, dtypes, shapes,
+counts), is never trusted: the load logs one line naming the file and rebuilds it from the source.
 """
 from __future__ import annotations
 
@@ -51,19 +52,59 @@ def _cache_file(name: str, source: _Source) -> pathlib.Path:
     return cache_dir() / f"{stem}-{source.kind}-{digest}.npz"
 
 
-def _read_cache(path: pathlib.Path, log: Callable) -> tuple[dict, str] | None:
+_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _read_cache(path: pathlib.Path, log: Callable, expected: dict,
+                basis: str) -> tuple[dict, str] | None:
+    """The entry's arrays (absent labels as None) and origin; None when there is no entry, or
+    when it is unreadable or wrong (see `_problem`), which is logged naming the file so that
+    the caller rebuilds it from the source."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        origin = str(arrays.pop("source"))
-        arrays.setdefault("train_labels", None)
-        arrays.setdefault("test_labels", None)
-        return arrays, origin
     except Exception as e:  # noqa: BLE001  a bad cache is rebuilt from the source, never trusted
-        log(f"data: ignoring unreadable cache {path} ({e})")
+        problem = f"is unreadable ({e})"
+    else:
+        problem = _problem(arrays, expected, basis)
+    if problem is not None:
+        log(f"data: cache {path} {problem}; rebuilding it")
         return None
+    origin = str(arrays.pop("source"))
+    for role in _ROLES:
+        arrays.setdefault(role, None)
+    return arrays, origin
+
+
+def _problem(arrays: dict, expected: dict, basis: str) -> str | None:
+    """What is wrong with an entry's arrays, or None if nothing is.
+
+    `expected` maps each array the source yields to (dtype, shape), where a None dimension is
+    one the source does not fix; `basis` names where the counts come from (e.g. "the IDX
+    header"). The entry must hold exactly those arrays plus its "source" string, each of that
+    dtype and shape, and each split's labels must be as many as its images.
+    """
+    missing = sorted({"source", *expected} - set(arrays))
+    extra = sorted(set(arrays) - {"source", *expected})
+    if missing or extra:
+        return f"lacks {', '.join(missing)}" if missing else f"holds unexpected {', '.join(extra)}"
+    for role, (dtype, shape) in expected.items():
+        array, what = arrays[role], role.replace("_", " ")
+        if array.dtype != dtype:
+            return f"holds {what} of dtype {array.dtype}, the source yields {np.dtype(dtype)}"
+        if array.ndim == len(shape) and shape[0] not in (None, array.shape[0]):
+            return f"holds {array.shape[0]} {what}, {basis} says {shape[0]}"
+        if array.ndim != len(shape) or any(want not in (None, got)
+                                           for got, want in zip(array.shape, shape)):
+            wanted = str(tuple("N" if d is None else d for d in shape)).replace("'", "")
+            return f"holds {what} of shape {array.shape}, the source yields {wanted}"
+    for split in ("train", "test"):
+        images, labels = arrays.get(f"{split}_images"), arrays.get(f"{split}_labels")
+        if images is not None and labels is not None and len(labels) != len(images):
+            return f"holds {len(labels)} {split} labels for {len(images)} {split} images"
+    return None
 
 
 _STALE_TEMP_S = 600.0       # a temp file this old was left by a killed writer

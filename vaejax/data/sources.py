@@ -149,6 +149,19 @@ def read_idx(path, *, expect: str | None = None) -> np.ndarray:
     """
     path = pathlib.Path(path)
     raw = _read_bytes(path)
+    shape, header = _parse_idx_header(path, raw, expect)
+    expected = header + int(np.prod(shape))
+    if len(raw) < expected:
+        raise CorruptDataError(
+            f"{path}: truncated: header {shape} needs {expected} bytes, file has {len(raw)}")
+    if len(raw) > expected:
+        raise CorruptDataError(
+            f"{path}: {len(raw) - expected} bytes after the data that header {shape} describes")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _parse_idx_header(path: pathlib.Path, raw: bytes, expect: str | None):
+    """(shape, header size in bytes) from the first bytes of an IDX file; see `read_idx`."""
     if len(raw) < 4:
         raise CorruptDataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     magic = int.from_bytes(raw[:4], "big")
@@ -163,14 +176,19 @@ def read_idx(path, *, expect: str | None = None) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     if 0 in shape:
         raise CorruptDataError(f"{path}: IDX header has a zero dimension {shape}")
-    expected = header + int(np.prod(shape))
-    if len(raw) < expected:
-        raise CorruptDataError(
-            f"{path}: truncated: header {shape} needs {expected} bytes, file has {len(raw)}")
-    if len(raw) > expected:
-        raise CorruptDataError(
-            f"{path}: {len(raw) - expected} bytes after the data that header {shape} describes")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+    return shape, header
+
+
+def _read_idx_shape(path: pathlib.Path, expect: str | None = None) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, reading (and gunzipping) only its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            head = (gzip.GzipFile(fileobj=f) if gzipped else f).read(4 + 4 * 3)
+    except (EOFError, OSError, zlib.error) as e:
+        raise CorruptDataError(f"{path}: cannot read the IDX header ({e})") from e
+    return _parse_idx_header(path, head, expect)[0]
 
 
 _AMAT_ROW_BYTES = 784 * 2          # 784 digits, each followed by a space or, last, a newline
@@ -360,7 +378,7 @@ def _check(name: str, arrays: dict, *, image_shape=None, num_classes=None, sizes
     files = files or {}
 
     def where(*roles):
-        named = [str(files[r]) for r in roles if r in files]
+        named = list(dict.fromkeys(str(files[r]) for r in roles if r in files))
         return " and ".join(named) if named else name
 
     for split in ("train", "test"):
@@ -407,6 +425,29 @@ def _read_local(name: str, spec: _Spec | None, source: _Source) -> dict:
         return _check(name, arrays, files=files)
     return _check(name, arrays, image_shape=spec.image_shape, num_classes=spec.num_classes,
                   sizes={"train": spec.num_train, "test": spec.num_test}, files=files)
+
+
+def _cache_expectation(name: str, spec: _Spec | None, source: _Source) -> tuple[dict, str]:
+    """What a cache entry of `source` must hold, for `cache._read_cache`: each array the source
+    yields -> (dtype, shape), a None dimension being one the source does not fix, and where the
+    counts come from. Images are (N, H, W, C) uint8, labels (N,) int32 (none for binarized_mnist).
+    IDX: count and dims from each file's header (read without loading the file); .amat: the
+    dataset's fixed sizes; TFDS: the dataset's image dims only (its sizes are TFDS's business).
+    """
+    if source.kind != "tfds" and (spec is None or spec.file_format == "idx"):
+        shapes = {role: _read_idx_shape(path, _IDX_ROLES[role][1])
+                  for role, path in source.files.items()}
+        expected = {role: (np.dtype(np.uint8), (*shape, 1)) if len(shape) == 3
+                    else (np.dtype(np.int32), shape) for role, shape in shapes.items()}
+        return expected, "the IDX header"
+    local = source.kind != "tfds"
+    expected = {}
+    for split, size in (("train", spec.num_train), ("test", spec.num_test)):
+        size = size if local else None
+        expected[f"{split}_images"] = (np.dtype(np.uint8), (size, *spec.image_shape))
+        if spec.num_classes is not None:
+            expected[f"{split}_labels"] = (np.dtype(np.int32), (size,))
+    return expected, f"{name}'s known size"
 
 
 def _host_reachable(host: str, port: int = 443, timeout: float = _PROBE_TIMEOUT_S) -> bool:
@@ -520,10 +561,12 @@ def load(name: str, *, data_dir: str | None = None, log: Callable = print) -> Da
     """The dataset `name` as read-only uint8 host arrays, from the first source that has it.
 
     `name` is one of NAMES or `idx:<folder>` (also `idx:<folder>/<file prefix>`). The source is
-    resolved first (cheap), then its .npz cache is read if present; otherwise the source is read,
-    checked and cached. Logs `data: <name> from <source>`. Raises DatasetNotFoundError (naming the
-    sources tried and how to provide the data) within seconds when offline, and CorruptDataError
-    (naming the file) on a malformed file.
+    resolved first (cheap), then its .npz cache is read if present and it holds what the source
+    yields (see `_cache_expectation`); otherwise the source is read, checked and cached, and a
+    wrong cache entry is logged (naming the file) and overwritten. Logs `data: <name> from
+    <source>`. Raises DatasetNotFoundError (naming the sources tried and how to provide the
+    data) within seconds when offline, and CorruptDataError (naming the file) on a malformed
+    file.
     """
     spec = _spec_for(name)
     if spec is not None:
@@ -535,12 +578,18 @@ def load(name: str, *, data_dir: str | None = None, log: Callable = print) -> Da
         source = _resolve(name, spec, os.fspath(data_dir) if data_dir else None, tried)
 
     cache_path = _cache_file(name, source)
-    cached = _read_cache(cache_path, log)
+    cached = _read_cache(cache_path, log, *_cache_expectation(name, spec, source))
     if cached is not None:
         arrays, origin = cached
-        arrays = _check(name, arrays, image_shape=spec.image_shape if spec else None,
-                        num_classes=spec.num_classes if spec else None)
-        return _dataset(name, f"cache:{cache_path} (from {origin})", arrays, str(cache_path), log)
+        try:                         # the values too: labels outside the classes are wrong
+            arrays = _check(name, arrays, image_shape=spec.image_shape if spec else None,
+                            num_classes=spec.num_classes if spec else None,
+                            files=dict.fromkeys(arrays, cache_path))
+        except CorruptDataError as e:
+            log(f"data: cache {e}; rebuilding it")
+        else:
+            return _dataset(name, f"cache:{cache_path} (from {origin})", arrays,
+                            str(cache_path), log)
 
     if source.kind == "tfds":
         try:

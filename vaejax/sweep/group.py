@@ -23,6 +23,7 @@ groups; `run_sweep` ends with `vaejax.sweep.results.report`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import checkpoints, evaluate, loop, records
+from vaejax import checkpoints, evaluate, locking, loop, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -176,12 +177,25 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
         program = Program.build(config, splits.image_shape, splits.train.num_examples)
         compiled[key] = _group_functions(program, len(group.runs), devices)
     group_fns = compiled[key]
+    # One process owns a group at a time: its group dir and its unfinished runs' workdirs.
+    with contextlib.ExitStack() as owned:
+        for directory in [group.workdir(sweep_dir)] + [group.runs[i].workdir(sweep_dir)
+                                                        for i in pending]:
+            directory.mkdir(parents=True, exist_ok=True)
+            owned.enter_context(locking.hold(directory, f"vaejax sweep (group {group.id})"))
+        group_dir = _prepare_group_dir(group, sweep_dir, log)
+        if not (group_dir / locking.LOCK_FILE).exists():  # moved aside: hold the new one
+            owned.enter_context(locking.hold(group_dir, f"vaejax sweep (group {group.id})"))
+        return _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devices,
+                              log, label)
+
+
+def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devices, log, label):
+    config = group.config
     program = group_fns.program
     splits = program.model_data(splits)
-
     workdirs = [_start_run(run, sweep_dir, group, splits.source) if i in pending else None
                 for i, run in enumerate(group.runs)]
-    group_dir = _prepare_group_dir(group, sweep_dir, log)
     hypers = _stack([program.hyper(run.config) for run in group.runs])
     train_x, val_x = splits.train, splits.validation if config.train.validate else None
     if group_fns.shardings is not None:
@@ -194,9 +208,9 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
 
     manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints)
     state = group_fns.init(hypers)
-    start_epoch = manager.latest_epoch() or 0
+    start_epoch, state = manager.restore_latest(state, log=log)
+    start_epoch = start_epoch or 0
     if start_epoch:
-        state = manager.restore(start_epoch, state)
         log(f"sweep: {label}: resumed from the group checkpoint of epoch {start_epoch}")
     if group_fns.shardings is None:
         # Restored arrays are committed to a device; commit fresh ones too, so that a
@@ -212,7 +226,8 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
         manager.close()
 
     host_state = jax.device_get(state)
-    alive = [i for i in pending if i not in diverged]
+    alive = [i for i in pending
+             if i not in diverged and not (workdirs[i] / records.DAMAGED).exists()]
     for i in alive:  # each member's own checkpoint: `vaejax eval/sample --workdir <run>` work
         run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints)
         if run_manager.latest_epoch() != epochs:
@@ -238,9 +253,18 @@ def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
     for group in groups:
         for run in group.runs:
             run_dir = run.workdir(sweep_dir)
-            if not (run_dir / records.RUN_RECORD).exists():
+            if not (run_dir / records.RUN_RECORD).exists() or _finished(run_dir):
+                if _finished(run_dir) and (run_dir / records.DAMAGED).exists():
+                    log(f"sweep: {run.name} is marked damaged ({run_dir / records.DAMAGED}); "
+                        "skipped. Delete its workdir to train it again.")
+                if not (run_dir / records.RUN_RECORD).exists():
+                    continue
+            try:
+                recorded = records.read_run_record(run_dir)["config"]
+            except records.DamagedRecordError as error:
+                records.write_json(run_dir / records.DAMAGED, {"message": str(error)})
+                log(f"sweep: {run.name}: damaged, skipped ({records.DAMAGED}): {error}")
                 continue
-            recorded = records.read_run_record(run_dir)["config"]
             diff = records.config_differences(recorded, config_lib.to_dict(run.config))
             if _finished(run_dir):
                 if diff:

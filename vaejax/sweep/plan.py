@@ -260,6 +260,10 @@ def make_plan(sweep_file, *, overrides: Sequence[str] = (), max_group_size: int 
                 f"{sweep_file}: two runs are both named {name!r} ({seen[name]} and "
                 f"{overrides_i}); every run of a sweep must differ.")
         seen[name] = overrides_i
+        try:
+            config_lib.validate(config)
+        except config_lib.ConfigError as error:
+            raise config_lib.ConfigError(f"{sweep_file}: run {name}: {error}") from None
         runs.append(Run(name, overrides_i, config))
     groups = group_runs(runs, base, max_group_size=max_group_size)
     return Plan(str(pathlib.Path(sweep_file).resolve()), list(overrides), base, runs, groups,
@@ -283,4 +287,7 @@ def shard_groups(groups: Sequence[Group], shard: str) -> list[Group]:
 
 
 def _finished(run_dir: pathlib.Path) -> bool:
-    return (run_dir / records.RESULTS).exists() or (run_dir / records.DIVERGED).exists()
+    """Done with: evaluated (results.json and the figures it lists), diverged, or marked
+    damaged (records that cannot be read back)."""
+    return records.evaluated(run_dir) or any(
+        (run_dir / name).exists() for name in (records.DIVERGED, records.DAMAGED))

@@ -2,7 +2,8 @@
 
 `report` (and `vaejax sweep-report`) writes <workdir>/results.csv and results.md, one row per
 run with its swept values, test metrics (`RESULT_COLUMNS`), wall time and status (finished,
-diverged, epoch k, pending), a mean ± std over seeds where runs differ only in their seed,
+diverged, damaged, epoch k, pending; a run whose records cannot be read back is reported
+damaged, with the file and line, and the others are reported as usual), a mean ± std over seeds where runs differ only in their seed,
 and <workdir>/figures/ (`FIGURES`: rate_distortion, nll_vs_latent_dim,
 active_units_vs_beta, nll_by_run). It reads the run workdirs, not a process's memory, so it merges the
 runs of every shard of a sweep.
@@ -37,7 +38,7 @@ def _read_json_or_none(path: pathlib.Path):
     return records.read_json(path) if path.exists() else None
 
 
-def collect(workdir) -> tuple[list[dict], list[str]]:
+def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
     """One row per run of the sweep in `workdir` (planned, or present under runs/), and the
     short names of the swept keys. Rows of runs not started have status "pending"."""
     sweep_dir = pathlib.Path(workdir)
@@ -51,7 +52,11 @@ def collect(workdir) -> tuple[list[dict], list[str]]:
     rows, swept = [], {}
     for name in names:
         run_dir = runs_dir / name
-        record = _read_json_or_none(run_dir / records.RUN_RECORD)
+        record_damage = None
+        try:
+            record = _read_json_or_none(run_dir / records.RUN_RECORD)
+        except records.DamagedRecordError as error:
+            record, record_damage = None, {"message": str(error)}
         info = (record or {}).get("sweep") or planned.get(name, {})
         overrides = info.get("overrides", {})
         swept.update(dict.fromkeys(overrides))
@@ -59,9 +64,18 @@ def collect(workdir) -> tuple[list[dict], list[str]]:
             flat = config_lib.flatten(record["config"])
         else:
             flat = config_lib.flatten((plan or {}).get("base_config", {})) | dict(overrides)
-        results = _read_json_or_none(run_dir / records.RESULTS)
-        metrics = records.read_metrics(run_dir) if run_dir.is_dir() else []
-        if results is not None:
+        results, metrics = None, []
+        damage = record_damage or _read_json_or_none(run_dir / records.DAMAGED)
+        if damage is None:
+            try:
+                results = _read_json_or_none(run_dir / records.RESULTS)
+                metrics = records.read_metrics(run_dir, log=log) if run_dir.is_dir() else []
+            except records.DamagedRecordError as error:
+                damage = {"message": str(error)}
+        if damage is not None:
+            status = "damaged"
+            log(f"sweep: {name}: damaged, left out of the table: {damage['message']}")
+        elif results is not None:
             status = "finished"
         elif (run_dir / records.DIVERGED).exists():
             status = "diverged"
@@ -125,7 +139,7 @@ def report(workdir, log=print) -> list[dict]:
     sweep_dir = pathlib.Path(workdir)
     if not (sweep_dir / SWEEP_RECORD).exists() and not (sweep_dir / "runs").is_dir():
         raise FileNotFoundError(f"{sweep_dir} holds no sweep (no {SWEEP_RECORD}, no runs/).")
-    rows, extra = collect(sweep_dir)
+    rows, extra = collect(sweep_dir, log=log)
     columns = ["name", "latent_dim", "beta", "seed", *extra, *RESULT_COLUMNS, "wall_time",
                "status", "group"]
     buffer = io.StringIO()
@@ -136,11 +150,13 @@ def report(workdir, log=print) -> list[dict]:
     records.atomic_write_text(sweep_dir / "results.csv", buffer.getvalue())
 
     finished = [r for r in rows if r["status"] == "finished"]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "diverged", "pending")}
+    counts = {s: sum(r["status"] == s for r in rows)
+              for s in ("finished", "diverged", "damaged", "pending")}
     running = len(rows) - sum(counts.values())
     summary = (f"{counts['finished']} of {len(rows)} runs finished"
                + (f", {running} in progress" if running else "")
                + (f", {counts['diverged']} diverged" if counts["diverged"] else "")
+               + (f", {counts['damaged']} damaged" if counts["damaged"] else "")
                + (f", {counts['pending']} not started" if counts["pending"] else ""))
     text = [f"# Sweep {sweep_dir.name}\n", f"{summary}. Test metrics in nats per example; "
             "wall_time in seconds (a group's training time, shared by its members, plus the "
