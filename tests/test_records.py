@@ -1,6 +1,8 @@
 """`vaejax.records`: what a workdir records, and records of older versions."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -38,3 +40,16 @@ def test_truncate_metrics_drops_epochs_to_train_again(tmp_path):
         records.append_metrics(tmp_path, {"epoch": epoch})
     records.truncate_metrics(tmp_path, 2)
     assert [r["epoch"] for r in records.read_metrics(tmp_path)] == [1, 2]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_records_follow_the_umask_like_ordinary_files(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        assert records.umask() == mask
+        records.write_json(tmp_path / "r.json", {"a": 1})
+        (tmp_path / "ordinary").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "r.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "ordinary").stat().st_mode) == 0o666 & ~mask

@@ -3,6 +3,8 @@ several devices. Every run is the real default config shrunk, as the flax exampl
 """
 
 import json
+import pathlib
+import stat
 
 import jax
 import jax.numpy as jnp
@@ -149,3 +151,14 @@ def test_eight_cpu_devices_match_one(tmp_path, mnist_dir):
     ra, rb = (json.loads((tmp_path / w / "results.json").read_text()) for w in ("one", "eight"))
     for key in ("test/neg_elbo", "test/nll", "test/rate", "test/distortion"):
         assert rb[key] == pytest.approx(ra[key], rel=1e-4), key
+
+
+def test_every_file_of_a_run_is_as_readable_as_the_umask_allows(trained):
+    """Records, checkpoints, figures and the lock: 0666 less the umask, like orbax's files
+    (a sweep directory shared by a team stays readable by the group)."""
+    workdir, _, _ = trained
+    files = [p for p in pathlib.Path(workdir).rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"run.json", "metrics.jsonl", "results.json", "training_curves.png"} <= names
+    modes = {str(p.relative_to(workdir)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(0o666 & ~records.umask())}, modes

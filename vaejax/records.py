@@ -29,11 +29,28 @@ RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_check
                      "experiment_dir")
 
 
+def umask() -> int:
+    """The process's file-mode creation mask, read without changing it (Linux), else set
+    and restored at once."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` via a temporary file and a rename: never a half-written file."""
+    """Writes `text` to `path` via a temporary file and a rename: never a half-written file.
+    The file gets the mode an ordinary new file would (0666 less the umask), as orbax's
+    checkpoints beside it do, so a team's shared sweep directory stays readable."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vaejax import records
+
 if TYPE_CHECKING:
     from vaejax.data.sources import _Source
 
@@ -128,7 +130,7 @@ def _write_cache(path: pathlib.Path, arrays: dict, origin: str) -> None:
             np.savez(f, source=np.array(origin), **payload)  # uncompressed: np.load is fast
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                  # mkstemp makes 0600; a cache is not a secret
+        os.chmod(tmp, 0o666 & ~records.umask())  # mkstemp makes 0600; a cache is not a secret
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
