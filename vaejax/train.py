@@ -48,13 +48,13 @@ def owned_workdir(workdir, *, resume: bool, overwrite: bool, what: str = "vaejax
     workdir = pathlib.Path(workdir)
     check_workdir(workdir, resume=resume, overwrite=overwrite)
     workdir.mkdir(parents=True, exist_ok=True)
-    with locking.hold(workdir, what) as lock:
+    with locking.hold(workdir, what):
         if overwrite and _holds_run(workdir):
             aside = workdir.with_name(f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(str(workdir), aside)
             log(f"train: --overwrite: moved the previous run to {aside}")
             workdir.mkdir(parents=True)
-            with locking.hold(workdir, what) as lock:
+            with locking.hold(workdir, what):
                 yield workdir
             return
         yield workdir

@@ -253,12 +253,12 @@ def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
     for group in groups:
         for run in group.runs:
             run_dir = run.workdir(sweep_dir)
-            if not (run_dir / records.RUN_RECORD).exists() or _finished(run_dir):
-                if _finished(run_dir) and (run_dir / records.DAMAGED).exists():
-                    log(f"sweep: {run.name} is marked damaged ({run_dir / records.DAMAGED}); "
-                        "skipped. Delete its workdir to train it again.")
-                if not (run_dir / records.RUN_RECORD).exists():
-                    continue
+            if not (run_dir / records.RUN_RECORD).exists():
+                continue
+            if (run_dir / records.DAMAGED).exists():
+                log(f"sweep: {run.name} is marked damaged ({run_dir / records.DAMAGED}); "
+                    "skipped. Delete its workdir to train it again.")
+                continue
             try:
                 recorded = records.read_run_record(run_dir)["config"]
             except records.DamagedRecordError as error:
