@@ -426,6 +426,18 @@ def test_bad_setting_fails_before_anything_is_written(tmp_path, mnist_dir, capsy
     FAULTS["bad setting"] += 1
 
 
+def test_a_beta_schedule_for_an_objective_without_beta_is_refused(tmp_path, mnist_dir, capsys):
+    """It used to do nothing, silently: IWAE has no KL weight to warm up."""
+    workdir = tmp_path / "run"
+    flags = small_flags(mnist_dir) + ["--config.objective.kind=iwae",
+                                      "--config.objective.beta_schedule=linear",
+                                      "--config.objective.warmup_steps=100"]
+    assert cli.main(["train", *flags, "--workdir", str(workdir)]) == 2
+    assert "objective.beta_schedule='linear' would do nothing" in capsys.readouterr().err
+    assert not workdir.exists()
+    FAULTS["bad setting"] += 1
+
+
 def test_corrected_rerun_after_a_bad_setting_just_works(tmp_path, mnist_dir):
     workdir = tmp_path / "run"
     assert cli.main(["train", *small_flags(mnist_dir), "--config.model.latent_dim=0",

@@ -87,6 +87,17 @@ def vmapped_keys(config) -> tuple[str, ...]:
     return ("seed", "optimizer.learning_rate", *(f"objective.{s}" for s in scalars))
 
 
+def check_new_run(config) -> None:
+    """Settings a new run may not have because they would silently do nothing: a beta
+    schedule for an objective without a beta. (Not checked when loading a recorded run.)"""
+    scalars = objective_scalars(objective_factory(config))
+    if config.objective.beta_schedule != "constant" and "beta" not in scalars:
+        raise ValueError(
+            f"objective.beta_schedule={config.objective.beta_schedule!r} would do nothing: "
+            f"objective.kind={config.objective.kind!r} has no beta. Use an objective with a "
+            "KL weight (elbo, tcvae, ciwae) or objective.beta_schedule=constant.")
+
+
 def model_conditioning(model, objective, config) -> str | None:
     """What `model` conditions on (`model.conditioning`: None or "label"), checked against
     what vaejax can hand it and against the objective, which must take `condition=`."""

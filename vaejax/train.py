@@ -18,6 +18,7 @@ import numpy as np
 
 from vaejax import checkpoints, evaluate, locking, loop, records
 from vaejax import config as config_lib
+from vaejax import program as program_lib
 from vaejax.program import Program
 from vaejax.data import load_splits
 
@@ -90,6 +91,7 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     Returns the final epoch's metrics record (and `results` when evaluated).
     """
     config_lib.validate(config)
+    program_lib.check_new_run(config)
     check_workdir(workdir, resume=resume, overwrite=overwrite)  # before the data loads
     splits = load_splits(config, log=log)
     program = Program.build(config, splits.image_shape, splits.train.num_examples)

@@ -35,7 +35,7 @@ import numpy as np
 
 from vaejax import config as config_lib
 from vaejax import records
-from vaejax.program import vmapped_keys
+from vaejax.program import check_new_run, vmapped_keys
 
 # Short names accepted by `product`, `zip_` and sweep dicts, and used in run names.
 ALIASES = {
@@ -262,7 +262,8 @@ def make_plan(sweep_file, *, overrides: Sequence[str] = (), max_group_size: int 
         seen[name] = overrides_i
         try:
             config_lib.validate(config)
-        except config_lib.ConfigError as error:
+            check_new_run(config)
+        except (config_lib.ConfigError, ValueError) as error:
             raise config_lib.ConfigError(f"{sweep_file}: run {name}: {error}") from None
         runs.append(Run(name, overrides_i, config))
     groups = group_runs(runs, base, max_group_size=max_group_size)
