@@ -6,8 +6,9 @@
 The lock is an `fcntl.flock` on `<directory>/.lock`, which the kernel releases when the
 holder's process ends in any way (kill -9 included), so a crashed run never leaves a
 directory locked. The file records the holder (host, pid, command, since when) for the
-error that a second writer gets. (flock works on local filesystems and on NFS v4 and
-Lustre clients that support it; the file stays behind, unlocked, when the holder ends.)
+error that a second writer gets. (flock works on local filesystems; on a network filesystem
+it needs support there, e.g. NFSv4 or Lustre mounted with `-o flock`. The file stays behind,
+unlocked, when the holder ends.)
 """
 
 from __future__ import annotations
