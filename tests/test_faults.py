@@ -32,6 +32,15 @@ from vaejax import train as train_lib
 FAULTS = collections.Counter()  # kind -> faults caused (printed at the end of the module)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _report_fault_counts():
+    """Prints the counts of the faults this module caused (the README quotes them)."""
+    yield
+    print(f"\nfault suite: {sum(FAULTS.values())} faults caused, nothing lost:")
+    for kind, count in sorted(FAULTS.items()):
+        print(f"  {count:3d}  {kind}")
+
+
 class Log(list):
     def __call__(self, *args):
         self.append(" ".join(str(a) for a in args))
@@ -532,11 +541,3 @@ def test_disk_full_before_the_first_record_is_one_line_naming_the_file(small_fil
     FAULTS["disk full before the first record"] += 1
     done = vaejax("train", *small_flags(mnist_dir), "--workdir", str(workdir), "--no-eval")
     assert done.returncode == 0, done.stderr[-3000:]
-
-
-def test_zz_report_fault_counts(capsys):
-    """Prints the counts of the faults this module caused (the README quotes them)."""
-    with capsys.disabled():
-        print(f"\nfault suite: {sum(FAULTS.values())} faults caused, nothing lost:")
-        for kind, count in sorted(FAULTS.items()):
-            print(f"  {count:3d}  {kind}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import pathlib
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import ml_collections
 
@@ -150,39 +151,61 @@ def apply_overrides(config, overrides: Iterable[str]) -> ml_collections.ConfigDi
     return config
 
 
-# The range of every numeric setting vaejax reads: (lowest, highest, what the setting is).
-# `validate` checks them before a run writes anything; None is an open end.
-_INF = float("inf")
+class Range(NamedTuple):
+    """The allowed values of a numeric setting: [low, high], an end excluded where `open_*`,
+    None for no bound; `what` the setting is, for the error message."""
+
+    low: float
+    high: float | None
+    what: str
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, v) -> bool:
+        above = v > self.low if self.open_low else v >= self.low
+        below = self.high is None or (v < self.high if self.open_high else v <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return (f"in {'(' if self.open_low else '['}{self.low}, {self.high}"
+                f"{')' if self.open_high else ']'}")
+
+
+# The range of every numeric setting vaejax reads; `validate` checks them before a run
+# writes anything.
 RANGES = {
-    "seed": (0, 2**31 - 1, "the run's seed (an int32)"),
-    "data.num_validation": (0, None, "training images held out for validation"),
-    "data.num_train": (0, None, "training images used (0 = all the rest)"),
-    "objective.num_samples": (1, None, "K, draws per example"),
-    "objective.num_groups": (1, None, "M, groups of K draws"),
-    "objective.beta": (0.0, None, "the KL weight"),
-    "objective.warmup_steps": (0, None, "steps of the linear beta warm-up"),
-    "objective.cycle_steps": (0, None, "steps per cycle of the cyclical beta schedule"),
-    "objective.free_bits": (0.0, None, "nats per latent dimension"),
-    "objective.alpha": (0.0, None, "tcvae's mutual-information weight"),
-    "objective.gamma": (0.0, None, "tcvae's dimension-wise KL weight"),
-    "optimizer.learning_rate": (0.0, None, "the peak learning rate", "above 0"),
-    "optimizer.warmup_steps": (0, None, "steps of learning-rate warm-up"),
-    "optimizer.weight_decay": (0.0, None, "adamw's weight decay"),
-    "optimizer.grad_clip_norm": (0.0, None, "the global gradient norm clip (0 = none)"),
-    "optimizer.b1": (0.0, 1.0, "Adam's first-moment decay", "in [0, 1)"),
-    "optimizer.b2": (0.0, 1.0, "Adam's second-moment decay", "in [0, 1)"),
-    "optimizer.eps": (0.0, None, "Adam's epsilon"),
-    "train.epochs": (1, None, "epochs to train"),
-    "train.batch_size": (1, None, "examples per step"),
-    "train.checkpoint_every": (1, None, "epochs between checkpoints"),
-    "train.keep_checkpoints": (1, None, "checkpoints kept (resume, eval and sample need one)"),
-    "eval.batch_size": (1, None, "examples per evaluation batch"),
-    "eval.iwae_samples": (0, None, "K of the test NLL estimate (0 = no IWAE)"),
-    "eval.iwae_chunk": (1, None, "IWAE samples per chunk"),
-    "eval.iwae_batch_size": (1, None, "examples per IWAE chunk"),
-    "eval.num_test_examples": (0, None, "test examples evaluated (0 = all)"),
-    "eval.active_unit_threshold": (0.0, None, "the activity threshold of an active unit"),
+    "seed": Range(0, 2**31 - 1, "the run's seed (an int32)"),
+    "data.num_validation": Range(0, None, "training images held out for validation"),
+    "data.num_train": Range(0, None, "training images used (0 = all the rest)"),
+    "objective.num_samples": Range(1, None, "K, draws per example"),
+    "objective.num_groups": Range(1, None, "M, groups of K draws"),
+    "objective.beta": Range(0.0, None, "the KL weight"),
+    "objective.warmup_steps": Range(0, None, "steps of the linear beta warm-up"),
+    "objective.cycle_steps": Range(0, None, "steps per cycle of the cyclical beta schedule"),
+    "objective.free_bits": Range(0.0, None, "nats per latent dimension"),
+    "objective.alpha": Range(0.0, None, "tcvae's mutual-information weight"),
+    "objective.gamma": Range(0.0, None, "tcvae's dimension-wise KL weight"),
+    "optimizer.learning_rate": Range(0.0, None, "the peak learning rate", open_low=True),
+    "optimizer.warmup_steps": Range(0, None, "steps of learning-rate warm-up"),
+    "optimizer.weight_decay": Range(0.0, None, "adamw's weight decay"),
+    "optimizer.grad_clip_norm": Range(0.0, None, "the global gradient norm clip (0 = none)"),
+    "optimizer.b1": Range(0.0, 1.0, "Adam's first-moment decay", open_high=True),
+    "optimizer.b2": Range(0.0, 1.0, "Adam's second-moment decay", open_high=True),
+    "optimizer.eps": Range(0.0, None, "Adam's epsilon"),
+    "train.epochs": Range(1, None, "epochs to train"),
+    "train.batch_size": Range(1, None, "examples per step"),
+    "train.checkpoint_every": Range(1, None, "epochs between checkpoints"),
+    "train.keep_checkpoints": Range(1, None, "checkpoints kept (resume, eval and sample need one)"),
+    "eval.batch_size": Range(1, None, "examples per evaluation batch"),
+    "eval.iwae_samples": Range(0, None, "K of the test NLL estimate (0 = no IWAE)"),
+    "eval.iwae_chunk": Range(1, None, "IWAE samples per chunk"),
+    "eval.iwae_batch_size": Range(1, None, "examples per IWAE chunk"),
+    "eval.num_test_examples": Range(0, None, "test examples evaluated (0 = all)"),
+    "eval.active_unit_threshold": Range(0.0, None, "the activity threshold of an active unit"),
 }
+_MODEL_SIZE = Range(1, None, "a size or count of the model")
 
 
 def validate(config) -> None:
@@ -196,23 +219,15 @@ def validate(config) -> None:
         numbers = _numbers(value)
         if numbers is None:
             continue
-        if any(isinstance(v, float) and v != v or v in (_INF, -_INF) for v in numbers):
+        if not all(math.isfinite(v) for v in numbers):
             problems.append(f"{key}={value!r} must be a finite number")
             continue
-        spec = RANGES.get(key)
-        if spec is None and builtin_model and key.startswith("model.") and all(
-                isinstance(v, int) for v in numbers):
-            spec = (1, None, "a size or count of the model")
-        if spec is None:
-            continue
-        low, high, what, *wording = spec
-        open_low = bool(wording) and "above" in wording[0]
-        open_high = bool(wording) and ")" in wording[0]
-        bad = [v for v in numbers if (v <= low if open_low else v < low)
-               or (high is not None and (v >= high if open_high else v > high))]
-        if bad:
-            bound = wording[0] if wording else (f">= {low}" if high is None else f"in [{low}, {high}]")
-            problems.append(f"{key}={value!r} must be {bound} ({what})")
+        allowed = RANGES.get(key)
+        if (allowed is None and builtin_model and key.startswith("model.")
+                and all(isinstance(v, int) for v in numbers)):
+            allowed = _MODEL_SIZE
+        if allowed is not None and not all(allowed.admits(v) for v in numbers):
+            problems.append(f"{key}={value!r} must be {allowed.describe()} ({allowed.what})")
     if problems:
         raise ConfigError("Invalid settings, nothing was written: " + "; ".join(problems) + ".")
 

@@ -112,10 +112,7 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
         except records.DamagedRecordError as error:
             if not stacked:
                 raise
-            # One damaged member of a group: marked, left as it is, and the others go on.
-            records.write_json(pathlib.Path(workdir) / records.DAMAGED, {"message": str(error)})
-            log(f"{label}: {pathlib.Path(workdir).name}: damaged, not written again "
-                f"({records.DAMAGED}): {error}")
+            records.mark_damaged(workdir, error, log=log, label=label)
             continue
         written.append(i)
     num_examples = program.steps_per_epoch * program.batch_size

@@ -79,8 +79,7 @@ def read_json(path):
         return json.loads(text)
     except ValueError as error:
         raise DamagedRecordError(
-            f"{path} is damaged ({len(text)} bytes; {error}). Restore it from a copy, or move "
-            "it aside: vaejax then treats the run as if it had not written this file."
+            f"{path} is damaged ({len(text)} bytes; {error}). Restore it from a copy."
         ) from None
 
 
@@ -110,6 +109,13 @@ def _whole_png(path: pathlib.Path) -> bool:
 def evaluated(workdir) -> bool:
     """results.json is readable and every figure it lists is on disk."""
     return missing_figures(workdir) == []
+
+
+def mark_damaged(workdir, error: DamagedRecordError, *, log=print, label="sweep") -> None:
+    """Marks a sweep run whose records cannot be read back (`damaged.json`, with the reason):
+    it is left as it is, reported as damaged, and the other runs carry on."""
+    write_json(pathlib.Path(workdir) / DAMAGED, {"message": str(error)})
+    log(f"{label}: {pathlib.Path(workdir).name}: damaged, left as it is ({DAMAGED}): {error}")
 
 
 def set_aside_if_damaged(path, *, log=print) -> None:

@@ -262,8 +262,7 @@ def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
             try:
                 recorded = records.read_run_record(run_dir)["config"]
             except records.DamagedRecordError as error:
-                records.write_json(run_dir / records.DAMAGED, {"message": str(error)})
-                log(f"sweep: {run.name}: damaged, skipped ({records.DAMAGED}): {error}")
+                records.mark_damaged(run_dir, error, log=log)
                 continue
             diff = records.config_differences(recorded, config_lib.to_dict(run.config))
             if _finished(run_dir):

@@ -263,7 +263,7 @@ def make_plan(sweep_file, *, overrides: Sequence[str] = (), max_group_size: int 
         try:
             config_lib.validate(config)
             check_new_run(config)
-        except (config_lib.ConfigError, ValueError) as error:
+        except ValueError as error:  # ConfigError too
             raise config_lib.ConfigError(f"{sweep_file}: run {name}: {error}") from None
         runs.append(Run(name, overrides_i, config))
     groups = group_runs(runs, base, max_group_size=max_group_size)
