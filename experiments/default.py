@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 128
     config.train.checkpoint_every = 1        # epochs
     config.train.keep_checkpoints = 3
+    config.train.keep_every = 0              # also keep every checkpoint whose epoch it divides
     config.train.validate = True
 
     config.eval = ml_collections.ConfigDict()

@@ -36,8 +36,22 @@ def test_adamw_decays_and_clipping_bounds_the_norm():
 
 
 def test_schedules_are_shapes_in_zero_one():
-    cosine = optimizers.lr_shape(_opt(schedule="cosine"), 100)
+    cosine = optimizers.lr_shape(_opt(schedule="cosine"), 100, 10)
     assert float(cosine(0)) == pytest.approx(1.0) and float(cosine(100)) == pytest.approx(0.0)
-    warm = optimizers.lr_shape(_opt(schedule="warmup_cosine", warmup_steps=10), 100)
+    warm = optimizers.lr_shape(_opt(schedule="warmup_cosine", warmup_steps=10), 100, 10)
     assert float(warm(0)) == 0.0 and float(warm(10)) == pytest.approx(1.0)
-    assert float(optimizers.lr_shape(_opt(), 100)(50)) == 1.0
+    assert float(optimizers.lr_shape(_opt(), 100, 10)(50)) == 1.0
+
+
+def test_burda_schedule_follows_the_papers_stages():
+    """Stage i lasts 3^i epochs at 10^(-i/7): epochs 0 | 1-3 | 4-12 | 13-39 | ... | 1093-3279."""
+    steps_per_epoch = 7
+    shape = optimizers.lr_shape(_opt(schedule="burda"), 3280 * steps_per_epoch, steps_per_epoch)
+    expected_stage = {0: 0, 1: 1, 3: 1, 4: 2, 12: 2, 13: 3, 39: 3, 40: 4, 1092: 6, 1093: 7, 3279: 7}
+    for epoch, stage in expected_stage.items():
+        for step in (epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch - 1):
+            assert float(shape(step)) == pytest.approx(10 ** (-stage / 7), rel=1e-6), (epoch, step)
+    # The paper's 3280 epochs spend sum(3^i, i < 8) epochs in stages 0..7.
+    epochs = np.arange(3280)
+    stages = np.round(-7 * np.log10([float(shape(e * steps_per_epoch)) for e in epochs])).astype(int)
+    assert np.bincount(stages).tolist() == [3 ** i for i in range(8)]

@@ -32,12 +32,14 @@ class NoCheckpointError(FileNotFoundError):
 class Manager:
     """Saves and restores `TrainState`s (any pytree) keyed by epoch."""
 
-    def __init__(self, workdir, *, keep: int = 3):
+    def __init__(self, workdir, *, keep: int = 3, keep_every: int = 0):
+        """Keeps the last `keep` checkpoints, and for good every one whose epoch `keep_every`
+        divides (0: none), e.g. for a learning curve evaluated afterwards."""
         self.directory = pathlib.Path(workdir).resolve() / "checkpoints"
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=False),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
+                                                 create=True, enable_async_checkpointing=False),
         )
 
     def latest_epoch(self) -> int | None:

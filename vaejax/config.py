@@ -55,19 +55,24 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 
 
 # Settings added since runs were first recorded, with the value that reproduces older runs.
-_ADDED_OBJECTIVE_FIELDS = {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
-                           "sampling": "mws"}
+# Settings added after runs were recorded, with the value those older runs used, by section.
+_ADDED_FIELDS = {
+    "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
+                  "sampling": "mws"},
+    "train": {"keep_every": 0},
+}
 
 
 def upgrade(config: dict) -> dict:
     """A config recorded by an older vaejax, in today's layout: the top-level `likelihood`
-    moved into `model` (it is part of the model since models became plug-ins), and objective
-    settings added later get the value the older run used."""
+    moved into `model` (it is part of the model since models became plug-ins), and settings
+    added later get the value the older run used."""
     config = dict(config)
     if "likelihood" in config:
         config["model"] = {**config["model"], "likelihood": config.pop("likelihood")}
-    if "objective" in config:
-        config["objective"] = {**_ADDED_OBJECTIVE_FIELDS, **config["objective"]}
+    for section, added in _ADDED_FIELDS.items():
+        if section in config:
+            config[section] = {**added, **config[section]}
     return config
 
 
@@ -198,6 +203,7 @@ RANGES = {
     "train.batch_size": Range(1, None, "examples per step"),
     "train.checkpoint_every": Range(1, None, "epochs between checkpoints"),
     "train.keep_checkpoints": Range(1, None, "checkpoints kept (resume, eval and sample need one)"),
+    "train.keep_every": Range(0, None, "epochs between checkpoints kept for good (0 = none)"),
     "eval.batch_size": Range(1, None, "examples per evaluation batch"),
     "eval.iwae_samples": Range(0, None, "K of the test NLL estimate (0 = no IWAE)"),
     "eval.iwae_chunk": Range(1, None, "IWAE samples per chunk"),

@@ -2,7 +2,8 @@
 
 The training step applies the learning rate itself (`lr = learning_rate * shape(step)`), so
 that sweeps can vmap over the peak rate: an optimizer here is the update *direction*
-(clipping, Adam's moments, weight decay) and a schedule is the rate's shape in [0, 1].
+(clipping, Adam's moments, weight decay) and a schedule is the rate's shape in [0, 1]:
+`schedule(opt, total_steps, steps_per_epoch)` -> a function of the step.
 """
 
 from __future__ import annotations
@@ -37,20 +38,37 @@ def _clipping(opt) -> list[optax.GradientTransformation]:
 
 
 @LR_SCHEDULES.register("constant")
-def constant(opt, total_steps: int) -> Callable[[jax.Array], jax.Array]:
-    del opt, total_steps
+def constant(opt, total_steps: int, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
+    del opt, total_steps, steps_per_epoch
     return lambda step: jnp.ones((), jnp.float32)
 
 
 @LR_SCHEDULES.register("cosine")
-def cosine(opt, total_steps: int):
-    del opt
+def cosine(opt, total_steps: int, steps_per_epoch: int):
+    del opt, steps_per_epoch
     return optax.cosine_decay_schedule(1.0, max(total_steps, 1))
 
 
 @LR_SCHEDULES.register("warmup_cosine")
-def warmup_cosine(opt, total_steps: int):
+def warmup_cosine(opt, total_steps: int, steps_per_epoch: int):
+    del steps_per_epoch
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, opt.warmup_steps, max(total_steps, 1))
+
+
+@LR_SCHEDULES.register("burda")
+def burda(opt, total_steps: int, steps_per_epoch: int):
+    """Burda et al. (2015), sec. 5: stage i lasts 3^i epochs at 10^(-i/7) of the peak rate.
+
+    Stages 0..7 are the paper's (3^8 - 1) / 2 = 3280 epochs; a longer run stays in stage 8, 9, ...
+    Stage i starts at epoch (3^i - 1) / 2.
+    """
+    del opt, total_steps
+    starts = jnp.asarray([(3 ** i - 1) // 2 for i in range(1, 20)], jnp.int32)
+    def shape(step):
+        epoch = step // max(steps_per_epoch, 1)
+        stage = jnp.sum(epoch >= starts)
+        return jnp.power(10.0, -stage.astype(jnp.float32) / 7.0)
+    return shape
 
 
 def direction(opt) -> optax.GradientTransformation:
@@ -58,6 +76,6 @@ def direction(opt) -> optax.GradientTransformation:
     return OPTIMIZERS.get(opt.name)(opt)
 
 
-def lr_shape(opt, total_steps: int) -> Callable[[jax.Array], jax.Array]:
+def lr_shape(opt, total_steps: int, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
     """The learning-rate schedule divided by its peak: a function of the step, in [0, 1]."""
-    return LR_SCHEDULES.get(opt.schedule)(opt, total_steps)
+    return LR_SCHEDULES.get(opt.schedule)(opt, total_steps, steps_per_epoch)

@@ -182,7 +182,8 @@ class Program:
             batch_size=config.train.batch_size,
             steps_per_epoch=steps_per_epoch,
             direction=optimizers.direction(config.optimizer),
-            lr_shape=optimizers.lr_shape(config.optimizer, steps_per_epoch * config.train.epochs),
+            lr_shape=optimizers.lr_shape(config.optimizer, steps_per_epoch * config.train.epochs,
+                                          steps_per_epoch),
             eval_batch_size=config.eval.batch_size,
             conditioning=conditioning,
         )

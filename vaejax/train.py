@@ -105,7 +105,8 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
 
 
 def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
-    manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints)
+    manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints,
+                                      keep_every=config.train.keep_every)
     start_epoch, state = manager.restore_latest(state, log=log)
     start_epoch = start_epoch or 0
     if start_epoch:

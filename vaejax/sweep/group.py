@@ -206,7 +206,8 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
         log(f"sweep: {label}: {len(group.runs)} members sharded over "
             f"{members.mesh.devices.size} devices (mesh axis 'model')")
 
-    manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints)
+    manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints,
+                                      keep_every=config.train.keep_every)
     state = group_fns.init(hypers)
     start_epoch, state = manager.restore_latest(state, log=log)
     start_epoch = start_epoch or 0
@@ -229,7 +230,8 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     alive = [i for i in pending
              if i not in diverged and not (workdirs[i] / records.DAMAGED).exists()]
     for i in alive:  # each member's own checkpoint: `vaejax eval/sample --workdir <run>` work
-        run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints)
+        run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints,
+                                          keep_every=config.train.keep_every)
         if run_manager.latest_epoch() != epochs:
             run_manager.save(epochs, jax.tree.map(lambda x: jnp.asarray(x[i]), host_state))
         run_manager.close()
