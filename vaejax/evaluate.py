@@ -20,7 +20,7 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import distributions, figures, locking, objectives, records, runs
+from vaejax import distributions, events, figures, locking, objectives, records, runs
 from vaejax.program import run_keys
 
 BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
@@ -306,9 +306,11 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
                         ("test/neg_elbo", "test/nll", "test/rate", "test/distortion") if k in results)
     log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
         f"{results['latent_dim']} -> {workdir / records.RESULTS}")
+    paths = []
     if config.eval.figures:
         paths = figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
         results["figures"] = sorted(p.name for p in paths)
+    events.write_results(workdir, results.get("epoch", 0), results, paths)
     records.set_aside_if_damaged(workdir / records.RESULTS, log=log)
     records.write_json(workdir / records.RESULTS, results)  # last: the run is complete
     return results

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import evaluate, records
+from vaejax import evaluate, events, records
 
 # Metrics that measure the machine, not the model: excluded from reproducibility checks.
 TIMING_KEYS = ("epoch_time", "examples_per_sec", "compile_time", "wall_time")
@@ -98,10 +98,9 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     `workdirs` has one entry per member (one for a single model, whose state and hyper are
     then unstacked; M for a group, whose state and hyper carry a leading member axis); a
     member whose entry is None (a finished run of a resumed group) is trained, not written.
-    `manager` checkpoints `state` as it is (a `checkpoints.Manager`).
+    `manager` checkpoints `state` as it is (a `checkpoints.Manager`). Each written member's
+    epochs also go to its TensorBoard events (`vaejax.events`).
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
-
     stacked = jnp.ndim(hyper["seed"]) == 1  # a group: a leading member axis
     written = []
     for i, workdir in enumerate(workdirs):
@@ -115,6 +114,21 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
             records.mark_damaged(workdir, error, log=log, label=label)
             continue
         written.append(i)
+    writers = {i: events.EpochWriter(workdirs[i], start_epoch=start_epoch) for i in written}
+    try:
+        return _epochs(program, fns, state, hyper, train_x, val_x, workdirs=workdirs,
+                       written=written, writers=writers, manager=manager, start_epoch=start_epoch,
+                       epochs=epochs, checkpoint_every=checkpoint_every, label=label, log=log)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, writers, manager,
+            start_epoch, epochs, checkpoint_every, label, log):
+    from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
+
+    stacked = jnp.ndim(hyper["seed"]) == 1
     num_examples = program.steps_per_epoch * program.batch_size
     last_value_keys = ("lr", *program.scalars)
     diverged: dict[int, str] = {}
@@ -155,6 +169,7 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
             if compile_time is not None:
                 record["compile_time"] = compile_time
             records.append_metrics(workdir, record)
+            writers[i].write(record)
             shown.append(record)
         if len(diverged) == len(written):
             break

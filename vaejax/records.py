@@ -17,6 +17,7 @@ import time
 import jax
 
 from vaejax import config as config_lib
+from vaejax import events
 
 RUN_RECORD = "run.json"
 METRICS = "metrics.jsonl"
@@ -181,7 +182,8 @@ def _normalize(value):
 
 
 def write_run_record(workdir, config, *, data_source: str) -> None:
-    """Writes run.json for a new run; for a resumed run, checks the config is the same."""
+    """Writes run.json for a new run; for a resumed run, checks the config is the same.
+    Either way the config also goes to the run's TensorBoard events (`events.write_hparams`)."""
     path = pathlib.Path(workdir) / RUN_RECORD
     resolved = config_lib.to_dict(config)
     if path.exists():
@@ -204,6 +206,7 @@ def write_run_record(workdir, config, *, data_source: str) -> None:
             **environment(),
         }
     write_json(path, record)
+    events.write_hparams(workdir, config)  # TensorBoard's HParams tab: the same config
 
 
 def read_run_record(workdir) -> dict:
