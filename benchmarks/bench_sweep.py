@@ -66,14 +66,14 @@ def worker(mode: str, num_train: int) -> dict:
     splits = load_splits(config, log=lambda *a: None)
     configs = [config_lib.apply_overrides(config, [f"objective.beta={b}", f"seed={s}"])
                for b in BETAS for s in SEEDS]
-    hypers = [Program.build(c, splits.train.shape[1:], splits.train.shape[0]).hyper(c)
+    hypers = [Program.build(c, splits.train.images.shape[1:], splits.train.images.shape[0]).hyper(c)
               for c in configs]
     device = jax.devices()[0]
-    out = {"mode": mode, "num_train": int(splits.train.shape[0]), "members": len(configs),
+    out = {"mode": mode, "num_train": int(splits.train.images.shape[0]), "members": len(configs),
            "backend": jax.default_backend(), "device_kind": device.device_kind}
 
     def build():
-        return Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+        return Program.build(config, splits.train.images.shape[1:], splits.train.images.shape[0])
 
     def measure_memory(run):
         """Runs `run()` (compiled already); returns the peak bytes it added."""
@@ -127,7 +127,7 @@ def worker(mode: str, num_train: int) -> dict:
             out["train_s"] += time.perf_counter() - train_start
     out["total_s"] = out["compile_s"] + out["train_s"]
     members = len(configs) if mode == "vmap" else 1
-    out["estimate"] = sweep.memory_estimate(config, splits.train.shape[1:], members)
+    out["estimate"] = sweep.memory_estimate(config, splits.train.images.shape[1:], members)
     return out
 
 

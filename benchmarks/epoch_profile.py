@@ -87,7 +87,7 @@ def _profile_here(config_path: str) -> dict:
 
     config = config_lib.load_config(REPO / config_path)
     splits = load_splits(config, log=lambda *_: None)
-    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    program = Program.build(config, splits.train.images.shape[1:], splits.train.images.shape[0])
     hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)
     epoch = jax.jit(program.train_epoch, donate_argnums=0).lower(

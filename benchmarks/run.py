@@ -15,7 +15,8 @@ below a new dated section):
   - the step time of every objective against the plain IWAE at equal K
     (benchmarks/objectives.py);
   - the step time of every model family against the MLP VAE, and its IWAE evaluation cost
-    (benchmarks/model_families.py).
+    (benchmarks/model_families.py);
+  - the MLP epoch with the in-epoch progress callback against without (benchmarks/progress.py).
 
     python benchmarks/run.py [--out benchmarks/RESULTS.md] [--quick]
 """
@@ -50,6 +51,7 @@ import model_families as families_bench  # noqa: E402
 import objectives as objectives_bench  # noqa: E402
 import epoch_profile  # noqa: E402
 import plain_jax_mlp  # noqa: E402
+import progress as progress_bench  # noqa: E402
 
 
 def quiet(*_):
@@ -99,7 +101,7 @@ def bench_training(config_path, overrides, epochs, rate, log, interleave=None):
     """
     config = config_lib.load_config(REPO / config_path, overrides)
     splits = load_splits(config, log=quiet)
-    program = Program.build(config, splits.train.shape[1:], splits.train.shape[0])
+    program = Program.build(config, splits.train.images.shape[1:], splits.train.images.shape[0])
     hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)
     start = time.perf_counter()
@@ -108,7 +110,7 @@ def bench_training(config_path, overrides, epochs, rate, log, interleave=None):
     compile_time = time.perf_counter() - start
     # XLA counts a scan body once: count one step, times the steps of an epoch.
     keys = run_keys(hyper["seed"])
-    batch = splits.train[: program.batch_size]
+    batch = splits.train.images[: program.batch_size]
     step_flops = flops_of(jax.jit(program.train_step).lower(state, hyper, batch, keys).compile())
     epoch_flops = step_flops * program.steps_per_epoch
     times = []
@@ -137,7 +139,7 @@ def plain_test_neg_elbo(params, test_u8, key) -> float:
 
 def bench_iwae(result, rate, num_examples, k, log):
     program, params = result["program"], result["state"].params
-    test = result["splits"].test[:num_examples]
+    test = result["splits"].test.images[:num_examples]
     run = functools.partial(
         evaluate.iwae_log_likelihood, program.model, params, test, jax.random.key(0),
         data_shape=program.data_shape, preprocessing=program.preprocessing, num_samples=k,
@@ -177,7 +179,7 @@ def main():
 
     log("MLP VAE (bench_mlp.py), epochs interleaved with the plain JAX script's")
     train_x = np.asarray(load_splits(
-        config_lib.load_config(REPO / "experiments/bench_mlp.py"), log=quiet).train)
+        config_lib.load_config(REPO / "experiments/bench_mlp.py"), log=quiet).train.images)
     plain_epoch, _ = plain_jax_mlp.trainer(train_x)
     plain_times = []
 
@@ -200,7 +202,7 @@ def main():
                               preprocessing="dynamic_binarize", batch_size=500)
     vaejax_test = float(m["neg_elbo"])
     _, _, plain_params = plain_jax_mlp.time_epochs(train_x, quality_epochs)
-    plain_test = plain_test_neg_elbo(plain_params, np.asarray(q["splits"].test), jax.random.key(123))
+    plain_test = plain_test_neg_elbo(plain_params, np.asarray(q["splits"].test.images), jax.random.key(123))
     log(f"  test -ELBO: vaejax {vaejax_test:.2f}, plain {plain_test:.2f}")
 
     log("conv VAE (cvae_mnist.py)")
@@ -223,6 +225,9 @@ def main():
 
     log("every model family against the MLP VAE (benchmarks/model_families.py)")
     families_table = families_bench.table(rounds=2 if args.quick else 5, log=log)
+
+    log("in-epoch progress callback against none (benchmarks/progress.py)")
+    progress_table = progress_bench.table(rounds=3 if args.quick else 15, log=log)
 
     conv_epoch_full = conv["epoch_time"] * (50_000 / conv_train)
     rows = [
@@ -259,7 +264,7 @@ def main():
              f"Matrix-multiply rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048^3, best of 10).", "",
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
-    lines += ["", sweep_table, "", objectives_table, "", families_table]
+    lines += ["", sweep_table, "", objectives_table, "", families_table, "", progress_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
     out = pathlib.Path(args.out)

@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 1        # epochs
     config.train.keep_checkpoints = 3
     config.train.keep_every = 0              # also keep every checkpoint whose epoch it divides
+    config.train.progress_every = 100        # steps; a line inside long epochs (0 = none)
     config.train.validate = True
 
     config.eval = ml_collections.ConfigDict()

@@ -49,3 +49,53 @@ def test_epoch_record_means_and_last_values():
         "epoch": 2, "step": 16, "train/loss": 2.0, "train/rate": 1.5, "train/distortion": 5.0,
         "train/neg_elbo": 6.5, "beta": 1.0, "lr": 5e-4, "val/neg_elbo": 7.0, "epoch_time": 2.0,
         "examples_per_sec": 64.0})
+
+
+def test_progress_callback_reports_steps_and_changes_nothing():
+    """The callback inside the scan sees steps every, 2*every, ...; once per group, not per
+    member; and the epoch's state and metrics are bitwise those of an epoch without it."""
+    config = tiny_config("train.progress_every=3")
+    program = Program.build(config, IMAGE_SHAPE, 64)  # 8 steps per epoch
+    data = jnp.asarray(images(64))
+    seen = []
+
+    def on_steps(n):
+        seen.append(int(n))
+
+    with_cb = jax.jit(lambda s, h: program.train_epoch(s, h, data, 0, on_steps=on_steps, every=3))
+    without = jax.jit(lambda s, h: program.train_epoch(s, h, data, 0))
+    hyper = program.hyper(config)
+    (a, ma), (b, mb) = with_cb(program.init_state(hyper), hyper), without(program.init_state(hyper), hyper)
+    jax.effects_barrier()
+    assert seen == [3, 6]
+    for x, y in zip(jax.tree.leaves((a, ma)), jax.tree.leaves((b, mb))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    seen.clear()
+    hypers = _stack([hyper, hyper, hyper])
+    group = jax.jit(jax.vmap(lambda s, h: program.train_epoch(s, h, data, 0, on_steps=on_steps,
+                                                              every=3)))
+    jax.block_until_ready(group(jax.vmap(program.init_state)(hypers), hypers))
+    jax.effects_barrier()
+    assert seen == [3, 6]
+
+
+def test_progress_lines_inside_an_epoch(tmp_path, monkeypatch):
+    """With the interval at 0 every callback prints: steps, percent, rate and time left."""
+    monkeypatch.setattr(loop, "PROGRESS_INTERVAL", 0.0)
+    config = tiny_config("train.progress_every=4")
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    hyper = program.hyper(config)
+    (tmp_path / "run").mkdir()
+    manager = checkpoints.Manager(tmp_path / "run", keep=1)
+    log = []
+    loop.fit(program, loop.epoch_functions(program), program.init_state(hyper), hyper,
+             jnp.asarray(images(64)), None, workdirs=[tmp_path / "run"], manager=manager,
+             start_epoch=0, epochs=2, checkpoint_every=1, log=log.append)
+    jax.effects_barrier()
+    manager.close()
+    inside = [line for line in log if ": step " in line]
+    assert [line.split(": step ")[1].split(" ")[0] for line in inside] == ["4/8", "8/8"] * 2
+    assert inside[0].startswith("train: epoch 1/2: step 4/8 (50%), ")
+    assert "examples/s, epoch ends in " in inside[0] and ", training in " in inside[0]
+    assert any(line.startswith("train: epoch 1/2, ") and "training done in " in line for line in log)

@@ -59,7 +59,7 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
                   "sampling": "mws"},
-    "train": {"keep_every": 0},
+    "train": {"keep_every": 0, "progress_every": 0},
 }
 
 
@@ -204,6 +204,7 @@ RANGES = {
     "train.checkpoint_every": Range(1, None, "epochs between checkpoints"),
     "train.keep_checkpoints": Range(1, None, "checkpoints kept (resume, eval and sample need one)"),
     "train.keep_every": Range(0, None, "epochs between checkpoints kept for good (0 = none)"),
+    "train.progress_every": Range(0, None, "steps between progress reports inside an epoch (0 = none)"),
     "eval.batch_size": Range(1, None, "examples per evaluation batch"),
     "eval.iwae_samples": Range(0, None, "K of the test NLL estimate (0 = no IWAE)"),
     "eval.iwae_chunk": Range(1, None, "IWAE samples per chunk"),

@@ -15,6 +15,7 @@ gaps or repeats.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import sys
 import time
@@ -34,13 +35,60 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
+PROGRESS_INTERVAL = 30.0  # seconds: the least time between two progress lines inside an epoch
+
+
+class Progress:
+    """Lines from inside an epoch: the host side of `Program.train_epoch`'s `on_steps`
+    callback (every `program.progress_every` steps), with the rate and the time left.
+
+    At most one line per `interval` seconds, so epochs shorter than that print none (their
+    one line per epoch is enough). `start` is called before each epoch.
+    """
+
+    def __init__(self, steps_per_epoch: int, batch_size: int, *, interval: float | None = None):
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.log, self.label, self.epoch, self.epochs = print, "train", 0, 1
+        self._start = self._last = time.perf_counter()
+
+    def start(self, label: str, epoch: int, epochs: int, log=print) -> None:
+        self.label, self.epoch, self.epochs, self.log = label, epoch, epochs, log
+        self._start = self._last = time.perf_counter()
+
+    def __call__(self, steps_done) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        done, elapsed = int(steps_done), now - self._start
+        per_step = elapsed / max(done, 1)
+        epoch_left = per_step * (self.steps_per_epoch - done)
+        run_left = epoch_left + per_step * self.steps_per_epoch * (self.epochs - self.epoch - 1)
+        self.log(f"{self.label}: epoch {self.epoch + 1}/{self.epochs}: step {done}/"
+                 f"{self.steps_per_epoch} ({100 * done // self.steps_per_epoch}%), "
+                 f"{done * self.batch_size / elapsed:,.0f} examples/s, epoch ends in "
+                 f"{duration(epoch_left)}, training in {duration(run_left)}")
+
+
+def duration(seconds: float) -> str:
+    """4 s, 3 min, 2.5 h: a time left, as people read it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @dataclasses.dataclass
 class EpochFunctions:
     """The jitted epoch and validation functions of one model or of a vmapped group; the
-    compiled epoch is kept so that later groups of the same shape reuse it."""
+    compiled epoch is kept so that later groups of the same shape reuse it, with the
+    progress reporter its callback calls."""
 
     epoch: Callable
     validate: Callable
+    progress: Progress
     compiled_epoch: Any = None
 
 
@@ -50,12 +98,15 @@ def epoch_functions(program, *, num_members: int | None = None, out_shardings=No
     def validate(params, hyper, images):
         return evaluate.validation_metrics(program, params, hyper, images)
 
+    progress = Progress(program.steps_per_epoch, program.batch_size)
+    train_epoch = functools.partial(program.train_epoch, on_steps=progress,
+                                    every=program.progress_every)
     kw = {} if out_shardings is None else {"out_shardings": out_shardings}
     if num_members is None:
-        return EpochFunctions(jax.jit(program.train_epoch, donate_argnums=0), jax.jit(validate))
+        return EpochFunctions(jax.jit(train_epoch, donate_argnums=0), jax.jit(validate), progress)
     return EpochFunctions(
-        jax.jit(jax.vmap(program.train_epoch, in_axes=(0, 0, None, None)), donate_argnums=0, **kw),
-        jax.jit(jax.vmap(validate, in_axes=(0, 0, None)), **kw))
+        jax.jit(jax.vmap(train_epoch, in_axes=(0, 0, None, None)), donate_argnums=0, **kw),
+        jax.jit(jax.vmap(validate, in_axes=(0, 0, None)), **kw), progress)
 
 
 def epoch_record(epoch, step, metrics, val_metrics, epoch_time, num_examples,
@@ -132,6 +183,7 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
     num_examples = program.steps_per_epoch * program.batch_size
     last_value_keys = ("lr", *program.scalars)
     diverged: dict[int, str] = {}
+    epoch_times: list[float] = []
     # A bar for people at a terminal; one line per epoch for logs (Slurm, CI, nohup).
     bar = tqdm(range(start_epoch, epochs), total=epochs, initial=start_epoch, unit="epoch",
                desc=label, dynamic_ncols=True,
@@ -142,8 +194,9 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
             compile_start = time.perf_counter()
             fns.compiled_epoch = fns.epoch.lower(state, hyper, train_x, jnp.int32(epoch)).compile()
             compile_time = time.perf_counter() - compile_start
-        start = time.perf_counter()
         first_step = np.asarray(jax.device_get(state.step))
+        fns.progress.start(label, epoch, epochs, log=log)
+        start = time.perf_counter()
         state, metrics = fns.compiled_epoch(state, hyper, train_x, jnp.int32(epoch))
         metrics = jax.device_get(metrics)
         epoch_time = time.perf_counter() - start
@@ -177,11 +230,14 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
             manager.save(epoch + 1, state)
         postfix = _postfix(shown)
         bar.set_postfix(postfix)
+        epoch_times.append(epoch_time)
+        left = np.mean(epoch_times) * (epochs - epoch - 1)
         log(f"{label}: epoch {epoch + 1}/{epochs}"
             + (f", {len(written) - len(diverged)} members" if stacked else "")
             + f", {epoch_time:.1f} s"
             + (f" (+{compile_time:.1f} s compile)" if compile_time is not None else "")
-            + "".join(f", {k} {v}" for k, v in postfix.items()))
+            + "".join(f", {k} {v}" for k, v in postfix.items())
+            + (f", training done in {duration(left)}" if left > 0 else ""))
     bar.close()
     return state, diverged
 

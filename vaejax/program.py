@@ -147,6 +147,7 @@ class Program:
     lr_shape: Callable
     eval_batch_size: int
     conditioning: str | None = None  # "label": the model reads each example's label
+    progress_every: int = 0  # steps between progress callbacks inside an epoch (0: none)
     # With several devices, `train` shards each batch over a mesh axis "data" (None: no
     # constraint; XLA's SPMD partitioner then all-reduces the gradients).
     batch_sharding: Any = None
@@ -186,6 +187,7 @@ class Program:
                                           steps_per_epoch),
             eval_batch_size=config.eval.batch_size,
             conditioning=conditioning,
+            progress_every=config.train.progress_every,
         )
 
     def model_data(self, splits):
@@ -263,9 +265,15 @@ class Program:
         metrics = {"loss": loss, **metrics, **scalars, "lr": lr}
         return TrainState(params, opt_state, state.step + 1), metrics
 
-    def train_epoch(self, state: TrainState, hyper, data, epoch):
+    def train_epoch(self, state: TrainState, hyper, data, epoch, *,
+                    on_steps: Callable[[jax.Array], None] | None = None, every: int = 0):
         """One pass over `data` (`Examples`, or images (N, H, W, C) uint8) in an order drawn
         from (seed, epoch).
+
+        With `on_steps` and `every` > 0, the host function `on_steps(n)` is called from inside
+        the scan after every `every`-th step, n the steps done in this epoch (an int32 scalar,
+        the same for every member of a vmapped group, so a group calls it once): progress
+        output. It changes no number the epoch computes.
 
         Returns the new state and per-step metrics, each of shape (steps_per_epoch,).
         """
@@ -274,10 +282,16 @@ class Program:
         order = data_lib.epoch_indices(
             jax.random.fold_in(keys.data, epoch), examples.images.shape[0], self.batch_size)
 
-        def body(state, batch_idx):
-            return self.train_step(state, hyper, examples.take(batch_idx), keys)
+        def body(state, inputs):
+            i, batch_idx = inputs
+            out = self.train_step(state, hyper, examples.take(batch_idx), keys)
+            if on_steps is not None and every > 0:
+                jax.lax.cond((i + 1) % every == 0,
+                             lambda: jax.debug.callback(on_steps, i + 1), lambda: None)
+            return out
 
-        return jax.lax.scan(body, state, order)
+        steps = jnp.arange(order.shape[0], dtype=jnp.int32)  # not batched under vmap
+        return jax.lax.scan(body, state, (steps, order))
 
 
 def abstract_state(config, model) -> TrainState:

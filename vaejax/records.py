@@ -27,7 +27,7 @@ DAMAGED = "damaged.json"  # written by a sweep for a member whose records cannot
 # Config keys a resumed run may change: they do not alter the training trajectory.
 # (experiment_dir: where the experiment file was read from, which moves with the checkout.)
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.keep_every", "experiment_dir")
+                     "train.keep_every", "train.progress_every", "experiment_dir")
 
 
 def umask() -> int:
