@@ -102,3 +102,32 @@ def test_evaluation_compiles_once_per_model_and_settings():
     # The new seed's keys were used, not a cached result.
     assert first["test/nll"] != second["test/nll"]
     assert first["test/neg_elbo"] != second["test/neg_elbo"]
+
+
+def test_a_kept_checkpoint_is_evaluated_beside_a_training_run(tmp_path, mnist_dir, capsys):
+    """`vaejax eval --epoch E` on a kept checkpoint writes evals/, not results.json; the last
+    epoch's evaluation equals the one at the end of training; the workdir's lock (a training
+    run) does not stop it; an epoch not kept is a one-line error naming the kept ones."""
+    from run_helpers import small_config
+
+    from vaejax import cli, locking, records, train
+
+    config = small_config(mnist_dir, **{"train.epochs": 4, "train.keep_every": 2,
+                                        "train.keep_checkpoints": 1})
+    workdir = tmp_path / "run"
+    train.train(config, workdir, log=lambda *_: None)
+    final = records.read_json(workdir / records.RESULTS)
+    with locking.hold(workdir, "a training run"):
+        assert cli.main(["eval", "--workdir", str(workdir), "--epoch", "4"]) == 0
+        assert cli.main(["eval", "--workdir", str(workdir), "--epoch", "2",
+                         "--config.eval.iwae_samples=10"]) == 0
+    evals = evaluate.read_checkpoint_evals(workdir)
+    assert [(e["epoch"], e["iwae_samples"]) for e in evals] == [(2, 10), (4, 20)]
+    assert [e["step"] for e in evals] == [r["step"] for r in records.read_metrics(workdir)][1::2]
+    for key in ("test/nll", "test/neg_elbo", "active_units"):
+        assert evals[1][key] == pytest.approx(final[key], rel=1e-6)
+    assert records.read_json(workdir / records.RESULTS) == final
+    assert (workdir / "evals" / "epoch-000002_k10_n200.json").exists()
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", str(workdir), "--epoch", "3"]) == 2
+    assert "keeps no checkpoint of epoch 3; it keeps [2, 4]" in capsys.readouterr().err

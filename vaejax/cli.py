@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="test ELBO, IWAE NLL, active units -> results.json")
     p.add_argument("--workdir", required=True)
+    p.add_argument("--epoch", type=int, default=None,
+                   help="evaluate this kept checkpoint instead -> evals/epoch-<E>.json "
+                        "(results.json untouched; may run while the run trains)")
 
     p = sub.add_parser("sample", help="PNG figures of a trained run")
     p.add_argument("--workdir", required=True)
@@ -154,7 +157,10 @@ def _run(args, overrides: list[str]) -> int:
         if bad:
             raise SystemExit(f"vaejax eval: only --config.eval.* can change at evaluation: {bad}")
         config = config_lib.apply_overrides(config, overrides)
-        evaluate.evaluate_run(args.workdir, config=config)
+        if args.epoch is None:
+            evaluate.evaluate_run(args.workdir, config=config)
+        else:
+            evaluate.evaluate_checkpoint(args.workdir, args.epoch, config=config)
     elif args.command == "sample":
         from vaejax import figures  # noqa: PLC0415
 

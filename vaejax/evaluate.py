@@ -20,7 +20,7 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import distributions, events, figures, locking, objectives, records, runs
+from vaejax import checkpoints, distributions, events, figures, locking, objectives, records, runs
 from vaejax.program import run_keys
 
 BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
@@ -314,6 +314,50 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     records.set_aside_if_damaged(workdir / records.RESULTS, log=log)
     records.write_json(workdir / records.RESULTS, results)  # last: the run is complete
     return results
+
+
+EVALS = "evals"  # <workdir>/evals/epoch-<E>_k<K>_n<N>.json: `evaluate_checkpoint`'s results
+
+
+def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
+    """`vaejax eval --epoch E`: the test metrics of the kept checkpoint of epoch E (e.g. one
+    point of a learning curve, `train.keep_every`), written to
+    `<workdir>/evals/epoch-<E>_k<K>_n<test examples>.json` with the epoch's step and the eval
+    settings: evaluations with other settings sit beside it. results.json and the figures are
+    not touched, and only `evals/` is locked: it may run while the run trains."""
+    workdir = pathlib.Path(workdir)
+    if config is not None:
+        config_lib.validate(config)
+    records.read_run_record(workdir)  # a clear error if `workdir` is not a run
+    out = workdir / EVALS
+    out.mkdir(exist_ok=True)
+    with locking.hold(out, f"vaejax eval --epoch {epoch}"):
+        manager = checkpoints.Manager(workdir)
+        try:
+            kept = manager.epochs()
+        finally:
+            manager.close()
+        if epoch not in kept:
+            raise checkpoints.NoCheckpointError(
+                f"{workdir} keeps no checkpoint of epoch {epoch}; it keeps {kept} "
+                "(train.keep_every keeps checkpoints for good).")
+        run = runs.load_run(workdir, epoch=epoch, config=config, log=log)
+        results = dict(test_metrics(run.program, run.params, run.hyper, run.splits.test,
+                                    run.config.eval, log=log))
+        step = next((r["step"] for r in records.read_metrics(workdir) if r["epoch"] == epoch), None)
+        results.update(epoch=epoch, step=step, eval=config_lib.to_dict(run.config.eval))
+        path = out / (f"epoch-{epoch:06d}_k{results.get('iwae_samples', 0)}"
+                      f"_n{results['num_test_examples']}.json")
+        records.write_json(path, results)
+    log(f"eval: epoch {epoch}: " + ", ".join(f"{k} {results[k]:.2f}" for k in
+        ("test/neg_elbo", "test/nll") if k in results) + f" -> {path}")
+    return results
+
+
+def read_checkpoint_evals(workdir) -> list[dict]:
+    """Every `evaluate_checkpoint` result of `workdir`, by epoch (then K, test examples)."""
+    paths = sorted((pathlib.Path(workdir) / EVALS).glob("epoch-*.json"))
+    return [records.read_json(p) for p in paths]
 
 
 def evaluate_run(workdir, *, config=None, log=print) -> dict:
