@@ -15,16 +15,20 @@ from vaejax.sweep.plan import SWEEP_RECORD
 from vaejax.sweep.results import FIGURES
 
 
-def _run(sweep_dir, name, latent_dim, beta, seed, *, nll=None, diverged=False, epochs=2):
+def _run(sweep_dir, name, latent_dim, beta, seed, *, nll=None, diverged=False, epochs=2,
+         planned_epochs=None, epoch_time=1.5):
     run_dir = sweep_dir / "runs" / name
     run_dir.mkdir(parents=True)
     config = {"seed": seed, "model": {"latent_dim": latent_dim, "kind": "mlp"},
               "objective": {"beta": beta}}
+    if planned_epochs is not None:
+        config["train"] = {"epochs": planned_epochs}
     overrides = {"model.latent_dim": latent_dim, "objective.beta": beta, "seed": seed}
     records.write_json(run_dir / records.RUN_RECORD, {
         "config": config, "sweep": {"group": f"latent_dim={latent_dim}", "overrides": overrides}})
     for epoch in range(1, epochs + 1):
-        records.append_metrics(run_dir, {"epoch": epoch, "step": 10 * epoch, "epoch_time": 1.5})
+        records.append_metrics(run_dir, {"epoch": epoch, "step": 10 * epoch,
+                                         "epoch_time": epoch_time})
     if diverged:
         records.write_json(run_dir / records.DIVERGED, {"epoch": 1, "step": 3, "message": "nan"})
     elif nll is not None:
@@ -61,3 +65,24 @@ def test_report_tables_statuses_and_figures(tmp_path):
     for name in FIGURES:
         with Image.open(tmp_path / "figures" / name) as image:
             assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_report_on_a_running_sweep_says_how_far_it_is_and_the_time_left(tmp_path):
+    """Group 2 is finished (2 s epochs, 3 s evaluations), group 4 is at epoch 1 of 4 (5 s
+    epochs), group 8 has not started: 3 x 5 s + 4 x 3.5 s (the median epoch so far) + three
+    evaluations of 3 s = 38 s left."""
+    for seed in (0, 1):
+        _run(tmp_path, f"latent_dim=2,beta=1,seed={seed}", 2, 1.0, seed, nll=100.0, epochs=4,
+             planned_epochs=4, epoch_time=2.0)
+        _run(tmp_path, f"latent_dim=4,beta=1,seed={seed}", 4, 1.0, seed, epochs=1,
+             planned_epochs=4, epoch_time=5.0)
+    planned = {"runs": [{"name": "latent_dim=8,beta=1,seed=0", "group": "latent_dim=8",
+                         "overrides": {"model.latent_dim": 8, "objective.beta": 1.0, "seed": 0}}],
+               "base_config": {"seed": 0, "model": {"latent_dim": 8}, "objective": {"beta": 1.0},
+                               "train": {"epochs": 4}}}
+    (tmp_path / SWEEP_RECORD).write_text(json.dumps(planned))
+    log = []
+    report(tmp_path, log=log.append)
+    assert "2 of 5 runs finished, 2 in progress, 1 not started; 10 of 20 epochs, about 38 s " \
+           "left at the speed so far" in log[-1]
+    assert "10 of 20 epochs, about 38 s left" in (tmp_path / "results.md").read_text()

@@ -3,10 +3,11 @@
 `report` (and `vaejax sweep-report`) writes <workdir>/results.csv and results.md, one row per
 run with its swept values, test metrics (`RESULT_COLUMNS`), wall time and status (finished,
 diverged, damaged, epoch k, pending; a run whose records cannot be read back is reported
-damaged, with the file and line, and the others are reported as usual), a mean ± std over seeds where runs differ only in their seed,
-and <workdir>/figures/ (`FIGURES`: rate_distortion, nll_vs_latent_dim,
-active_units_vs_beta, nll_by_run). It reads the run workdirs, not a process's memory, so it merges the
-runs of every shard of a sweep.
+damaged, with the file and line, and the others are reported as usual), a mean ± std over
+seeds where runs differ only in their seed, the epochs done and the time left (`progress`:
+run it on a sweep that is still training), and <workdir>/figures/ (`FIGURES`:
+rate_distortion, nll_vs_latent_dim, active_units_vs_beta, nll_by_run). It reads the run
+workdirs, not a process's memory, so it merges the runs of every shard of a sweep.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
                "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
         row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
         row.update(wall_time=_wall_time(metrics, results), status=status, group=info.get("group"))
+        epochs = flat.get("train.epochs") or 0
+        row["_progress"] = {  # for `progress`: epochs done of `epochs`, seconds per epoch
+            "done": epochs if status in ("finished", "diverged") else
+                    (metrics[-1]["epoch"] if metrics else 0),
+            "epochs": epochs,
+            "epoch_time": float(np.median([m["epoch_time"] for m in metrics])) if metrics else None,
+            "eval_time": (results or {}).get("eval_time"),
+            "damaged": status == "damaged"}
         rows.append(row)
     extra = [k for k in swept if k not in ("model.latent_dim", "objective.beta", "seed")]
     labels = short_names(extra)
@@ -131,6 +140,39 @@ def _over_seeds(rows: list[dict], keys: Sequence[str]) -> list[dict]:
     return out
 
 
+def progress(rows: list[dict]) -> str:
+    """How far a sweep has come, and the time left at the speed so far: "412 of 750 epochs,
+    about 1.3 h left". Members of a group train together, so a group's time left is its
+    slowest member's epochs left times its epoch time (measured, or else the median of the
+    groups measured so far), plus an evaluation per unfinished run; groups run one after
+    another (one process). "" when nothing has been measured yet."""
+    from vaejax.loop import duration  # noqa: PLC0415
+
+    counted = [r for r in rows if not r["_progress"]["damaged"]]
+    done = sum(r["_progress"]["done"] for r in counted)
+    total = sum(r["_progress"]["epochs"] for r in counted)
+    times = [r["_progress"]["epoch_time"] for r in counted if r["_progress"]["epoch_time"]]
+    evals = [r["_progress"]["eval_time"] for r in counted if r["_progress"]["eval_time"]]
+    if not total:
+        return ""
+    text = f"{done} of {total} epochs"
+    if not times or done == total:
+        return text
+    groups: dict = {}
+    for row in counted:
+        groups.setdefault(row.get("group") or row["name"], []).append(row["_progress"])
+    typical = float(np.median(times))
+    left = 0.0
+    for members in groups.values():
+        epochs_left = max(m["epochs"] - m["done"] for m in members)
+        measured = [m["epoch_time"] for m in members if m["epoch_time"]]
+        left += epochs_left * (float(np.median(measured)) if measured else typical)
+    unfinished = sum(m["done"] < m["epochs"] for m in (r["_progress"] for r in counted))
+    left += unfinished * (float(np.median(evals)) if evals else 0.0)
+    return (f"{text}, about {duration(left)} left at the speed so far"
+            + ("" if evals else " (training only: no evaluation measured yet)"))
+
+
 def report(workdir, log=print) -> list[dict]:
     """Writes `<workdir>`/results.csv, results.md and figures/ from the run workdirs that
     exist (every shard's); `vaejax sweep-report` calls it. Returns the rows."""
@@ -158,6 +200,8 @@ def report(workdir, log=print) -> list[dict]:
                + (f", {counts['diverged']} diverged" if counts["diverged"] else "")
                + (f", {counts['damaged']} damaged" if counts["damaged"] else "")
                + (f", {counts['pending']} not started" if counts["pending"] else ""))
+    so_far = progress(rows)
+    summary += f"; {so_far}" if so_far else ""
     text = [f"# Sweep {sweep_dir.name}\n", f"{summary}. Test metrics in nats per example; "
             "wall_time in seconds (a group's training time, shared by its members, plus the "
             "run's evaluation).\n"]
