@@ -315,7 +315,9 @@ def rate_distortion(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathli
     iso_label = f"R + D = −ELBO of the best, median, worst run: {levels_text}"
     handles.append(Line2D([], [], linestyle="--", color="0.6", label=iso_label))
     # Below the axes, where it cannot hide a run (inside, "upper right" hid the worst one).
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    # At most three entries a row: five latent dims and the -ELBO line in one row ran off
+    # both sides of the figure.
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.grid(True, alpha=0.3)
