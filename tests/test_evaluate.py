@@ -131,3 +131,45 @@ def test_a_kept_checkpoint_is_evaluated_beside_a_training_run(tmp_path, mnist_di
     capsys.readouterr()
     assert cli.main(["eval", "--workdir", str(workdir), "--epoch", "3"]) == 2
     assert "keeps no checkpoint of epoch 3; it keeps [2, 4]" in capsys.readouterr().err
+
+
+def test_an_interrupted_iwae_evaluation_continues_where_it_stopped(trained, tmp_path):
+    """Killed after 3 of 5 batches, the evaluation continues from its saved batches and ends
+    bitwise equal to an uninterrupted one; saved batches of other settings are ignored."""
+    import vaejax
+
+    workdir, _, _ = trained
+    run = vaejax.load_run(workdir, log=lambda *_: None)
+    test = run.splits.test.take(slice(0, 50))
+    settings = dict(data_shape=run.program.data_shape, preprocessing=run.program.preprocessing,
+                    num_samples=20, chunk_size=10, batch_size=10)
+    key = jax.random.key(7)
+    whole = evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings)
+    partial = tmp_path / "eval.partial.npz"
+
+    class Killed(Exception):
+        pass
+
+    def dies_after_three(n, done=[]):  # noqa: B006
+        done.append(n)
+        if len(done) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
+                                     progress=dies_after_three, partial_file=partial, save_every=0)
+    assert partial.exists()
+    with pytest.raises(Killed):  # other K: the saved batches are not reused, and are replaced
+        evaluate.iwae_log_likelihood(run.model, run.params, test, key, **{**settings, "num_samples": 10},
+                                     progress=lambda n, d=[]: dies_after_three(n, d),
+                                     partial_file=partial, save_every=0)
+    with pytest.raises(Killed):
+        evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
+                                     progress=lambda n, d=[]: dies_after_three(n, d),
+                                     partial_file=partial, save_every=0)
+    seen = []
+    resumed = evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
+                                           progress=seen.append, partial_file=partial)
+    assert seen == [30, 10, 10]  # the three saved batches at once, then the two left
+    np.testing.assert_array_equal(resumed, whole)
+    assert not partial.exists()

@@ -10,9 +10,12 @@ same binarization of each test image is used by every metric.
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
 import pathlib
 import time
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -196,7 +199,8 @@ def validation_metrics(program, params, hyper, data):
 
 
 def iwae_log_likelihood(model, params, data, key, *, data_shape, preprocessing,
-                        num_samples, chunk_size, batch_size, progress=None, stacked=False):
+                        num_samples, chunk_size, batch_size, progress=None, stacked=False,
+                        partial_file=None, save_every: float = 60.0):
     """IWAE estimate of log p(x) for every example of `data` (`Examples` or images): (N,)
     numpy, nats.
 
@@ -205,31 +209,83 @@ def iwae_log_likelihood(model, params, data, key, *, data_shape, preprocessing,
     leading axis of M models (a sweep group) and the result is (M, N).
     `progress(n)` is called after each batch with the number of examples done.
     The program is compiled once per (model, settings, shapes), so `model` must be hashable.
+
+    With `partial_file`, the batches done so far are saved there every `save_every` seconds,
+    and an interrupted evaluation of the same parameters, keys and settings continues from
+    them (each example has its own key, so the result is the same bitwise); the file is
+    removed at the end. Anything else in the file (other parameters, settings) is ignored.
     """
     if num_samples % chunk_size:
         chunk_size = math.gcd(num_samples, chunk_size)
     data = data_lib.as_examples(data)
     n = data.num_examples
-    idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
+    batch_size = min(batch_size, n)
+    idx, mask = data_lib.padded_batch_indices(n, batch_size)
     fn = functools.partial(_iwae_batch_stacked if stacked else _iwae_batch, model,
                            data_shape=tuple(data_shape), preprocessing=preprocessing,
                            num_samples=num_samples, chunk_size=chunk_size)
+    fingerprint = None
     out = []
-    for b in range(idx.shape[0]):
+    if partial_file is not None:
+        fingerprint = _fingerprint(params, key, n=n, batch_size=batch_size,
+                                   num_samples=num_samples, chunk_size=chunk_size)
+        out = _load_partial(partial_file, fingerprint)
+        if out and progress is not None:
+            progress(sum(a.shape[-1] for a in out))
+    last_save = time.perf_counter()
+    for b in range(len(out), idx.shape[0]):
         keep = np.asarray(mask[b])
         out.append(np.asarray(fn(params, key, data, idx[b]))[..., keep])
+        if partial_file is not None and time.perf_counter() - last_save >= save_every:
+            _save_partial(partial_file, fingerprint, out)
+            last_save = time.perf_counter()
         if progress is not None:
             progress(int(keep.sum()))
+    if partial_file is not None:
+        pathlib.Path(partial_file).unlink(missing_ok=True)
     return np.concatenate(out, axis=-1)
 
 
-def test_metrics(program, params, hyper, test_data, eval_config, *, log=print):
+def _fingerprint(params, key, **settings) -> str:
+    """What an evaluation's batches depend on: the settings, the keys and a checksum of the
+    parameters (float64 sums of each leaf and of its absolute values)."""
+    leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
+    sums = [float(np.sum(x)) for x in leaves] + [float(np.sum(np.abs(x))) for x in leaves]
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    keys = np.asarray(jax.random.key_data(key) if typed else key).tolist()
+    return json.dumps({"settings": settings, "keys": keys, "params": sums}, sort_keys=True)
+
+
+def _load_partial(path, fingerprint: str) -> list[np.ndarray]:
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["fingerprint"]) != fingerprint:
+                return []
+            return [saved[f"batch_{i}"] for i in range(int(saved["batches"]))]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return []  # none yet, or torn by a kill while written: start over
+
+
+def _save_partial(path, fingerprint: str, batches: list[np.ndarray]) -> None:
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, fingerprint=np.asarray(fingerprint), batches=np.asarray(len(batches)),
+                 **{f"batch_{i}": a for i, a in enumerate(batches)})
+    os.replace(tmp, path)
+
+
+def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
+                 partial_file=None):
     """The results.json numbers for `params` on `test_data` (`Examples` or images): a dict.
 
     With `params` and `hyper` stacked along a leading axis of M models (a sweep group), both
     programs are vmapped over the models and a list of M dicts is returned; each equals the
     model's own evaluation up to float rounding (the per-example keys are the same). The IWAE
     batch is then `eval.iwae_batch_size // M` examples, so memory stays that of one model.
+    With `partial_file`, an interrupted IWAE evaluation continues where it stopped
+    (`iwae_log_likelihood`).
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -257,7 +313,7 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print):
             preprocessing=program.preprocessing, num_samples=k,
             chunk_size=min(eval_config.iwae_chunk, k),
             batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
-            stacked=stacked)
+            stacked=stacked, partial_file=partial_file)
         bar.close()
         iwae_time = time.perf_counter() - iwae_start
     eval_time = time.perf_counter() - start
@@ -317,6 +373,17 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
 
 
 EVALS = "evals"  # <workdir>/evals/epoch-<E>_k<K>_n<N>.json: `evaluate_checkpoint`'s results
+PARTIAL_SUFFIX = ".partial.npz"  # the IWAE batches of an evaluation under way
+
+
+def partial_eval_file(directory) -> pathlib.Path:
+    """Where the final evaluation of a run (or of a sweep group) keeps its batches done."""
+    return pathlib.Path(directory) / f"eval{PARTIAL_SUFFIX}"
+
+
+def _num_test(eval_config, test_data) -> int:
+    n = data_lib.as_examples(test_data).num_examples
+    return min(n, eval_config.num_test_examples) if eval_config.num_test_examples > 0 else n
 
 
 def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
@@ -342,12 +409,13 @@ def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
                 f"{workdir} keeps no checkpoint of epoch {epoch}; it keeps {kept} "
                 "(train.keep_every keeps checkpoints for good).")
         run = runs.load_run(workdir, epoch=epoch, config=config, log=log)
+        path = out / (f"epoch-{epoch:06d}_k{run.config.eval.iwae_samples}"
+                      f"_n{_num_test(run.config.eval, run.splits.test)}.json")
         results = dict(test_metrics(run.program, run.params, run.hyper, run.splits.test,
-                                    run.config.eval, log=log))
+                                    run.config.eval, log=log,
+                                    partial_file=path.with_suffix(PARTIAL_SUFFIX)))
         step = next((r["step"] for r in records.read_metrics(workdir) if r["epoch"] == epoch), None)
         results.update(epoch=epoch, step=step, eval=config_lib.to_dict(run.config.eval))
-        path = out / (f"epoch-{epoch:06d}_k{results.get('iwae_samples', 0)}"
-                      f"_n{results['num_test_examples']}.json")
         records.write_json(path, results)
     log(f"eval: epoch {epoch}: " + ", ".join(f"{k} {results[k]:.2f}" for k in
         ("test/neg_elbo", "test/nll") if k in results) + f" -> {path}")
@@ -369,6 +437,6 @@ def evaluate_run(workdir, *, config=None, log=print) -> dict:
     with locking.hold(workdir, "vaejax eval"):
         run = runs.load_run(workdir, config=config, log=log)
         results = test_metrics(run.program, run.params, run.hyper, run.splits.test,
-                               run.config.eval, log=log)
+                               run.config.eval, log=log, partial_file=partial_eval_file(workdir))
         return finish_member(workdir, run.program, run.params, run.hyper, results,
                              run.splits.test, run.config, epoch=run.epoch, log=log)
