@@ -19,7 +19,7 @@ ifneq ($(wildcard $(SHARED_DATA)/binarized_mnist),)
 export VAEJAX_BINARIZED_MNIST_DIR ?= $(SHARED_DATA)/binarized_mnist
 endif
 
-.PHONY: setup setup-dev data run test bench clean
+.PHONY: setup setup-dev data run test slurm-test bench clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,10 @@ $(VENV)/.core: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-# Tests also install the `tfds` extra so that the TFDS code path is exercised (offline, mocked).
+# Tests also install the `tfds` extra so that the TFDS code path is exercised (offline, mocked),
+# and `slurm` (submitit) for `vaejax sweep --submit slurm`.
 $(VENV)/.dev: $(VENV)/.core
-	$(PY) -m pip install -q -e '.[dev,tfds]'
+	$(PY) -m pip install -q -e '.[dev,tfds,slurm]'
 	touch $@
 
 setup: $(VENV)/.core
@@ -60,6 +61,14 @@ run: setup data
 
 test: setup-dev data
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# tests/test_slurm.py against a one-node Slurm on this machine (root: apt-get installs slurm-wlm
+# and munge the first time); the cluster is stopped afterwards, whatever the tests gave.
+SLURM_DIR ?= /tmp/vaejax-slurm
+slurm-test: setup-dev
+	scripts/slurm/cluster.sh start $(SLURM_DIR)
+	VAEJAX_SLURM_DIR=$(SLURM_DIR) $(PY) -m pytest -q -m slurm tests/test_slurm.py; \
+	  rc=$$?; scripts/slurm/cluster.sh stop $(SLURM_DIR); exit $$rc
 
 bench: setup data
 	$(PY) benchmarks/run.py --out benchmarks/RESULTS.md

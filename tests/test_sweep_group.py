@@ -85,18 +85,7 @@ def csvreader(path):
 # -- several hosts -----------------------------------------------------------------------
 
 
-def test_initialize_distributed_only_in_a_cluster(monkeypatch):
-    calls = []
-    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
-    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
-    assert not group_lib.initialize_distributed({})
-    assert not group_lib.initialize_distributed({"SLURM_NTASKS": "1",
-                                                 "SLURM_STEP_NODELIST": "n1"})
-    assert calls == []
-    assert group_lib.initialize_distributed({"SLURM_NTASKS": "4",
-                                             "SLURM_STEP_NODELIST": "n[1-2]"})
-    assert group_lib.initialize_distributed({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"})
-    assert len(calls) == 2
+# (Joining a multi-process job: tests/test_multiprocess.py.)
 
 
 # -- end to end --------------------------------------------------------------------------

@@ -5,6 +5,7 @@
     vaejax sample --workdir runs/x
     vaejax reproduce runs/x --workdir runs/y
     vaejax sweep experiments/latent_kl_sweep.py --workdir sweeps/x [--dry-run] [--shard i/n]
+    vaejax sweep experiments/latent_kl_sweep.py --workdir sweeps/x --submit slurm [--slurm-*]
     vaejax sweep-report sweeps/x
     vaejax data info NAME | vaejax data fetch NAME
 """
@@ -72,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-group-size", type=int, default=16)
     p.add_argument("--dry-run", action="store_true", help="print the plan and memory estimate")
     p.add_argument("--shard", default="0/1", help="i/n: this process's share of the groups")
+    p.add_argument("--submit", choices=("slurm",), default=None,
+                   help="submit one Slurm job array (a task per group) and return")
+    slurm = p.add_argument_group("--submit slurm (each array task's resources)")
+    slurm.add_argument("--slurm-partition", default=None)
+    slurm.add_argument("--slurm-time", type=int, default=60, help="minutes per task (requeued "
+                       "past it, resuming from checkpoints; default 60)")
+    slurm.add_argument("--slurm-cpus-per-task", type=int, default=None)
+    slurm.add_argument("--slurm-gpus-per-task", type=int, default=None)
+    slurm.add_argument("--slurm-mem", default=None, help="sbatch --mem, e.g. 16G")
+    slurm.add_argument("--slurm-array-parallelism", type=int, default=None,
+                       help="at most this many tasks at once")
+    slurm.add_argument("--slurm-sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="another sbatch option, e.g. qos=high (repeatable)")
 
     p = sub.add_parser("sweep-report", help="merge a sweep's results into tables and figures")
     p.add_argument("workdir")
@@ -92,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, overrides)
     except KeyboardInterrupt:
-        print("vaejax: interrupted; checkpoints written so far are kept (resume with --resume)",
-              file=sys.stderr)
-        return 130
+        return _fail(130, "vaejax: interrupted; checkpoints written so far are kept (resume "
+                          "with --resume)")
     except Exception as error:  # noqa: BLE001  (one readable line, no traceback, for known errors)
         from vaejax import config as config_lib  # noqa: PLC0415
         from vaejax import loop  # noqa: PLC0415
@@ -102,23 +115,52 @@ def main(argv: list[str] | None = None) -> int:
 
         # Bad input (settings, names, files) reads as one line; set VAEJAX_TRACEBACK=1 to see more.
         from vaejax import locking  # noqa: PLC0415
+        from vaejax.sweep.slurm import SlurmError  # noqa: PLC0415
+
+        from vaejax import distributed  # noqa: PLC0415
 
         known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
-                 locking.DirectoryLockedError, FileNotFoundError, ValueError)
+                 locking.DirectoryLockedError, FileNotFoundError, ValueError, SlurmError,
+                 distributed.PeerLostError, distributed.PrimaryFailedError)
         if os.environ.get("VAEJAX_TRACEBACK") == "1":
+            _leave_with_traceback()
             raise
         full = _disk_full(error)
         if full is not None:
-            print(f"vaejax {args.command}: error: No space left on device{full}. What was "
-                  "written before (records, whole checkpoints) is intact: free some space and "
-                  "run the same command again with --resume.", file=sys.stderr)
-            return 28
+            return _fail(28, f"vaejax {args.command}: error: No space left on device{full}. What "
+                             "was written before (records, whole checkpoints) is intact: free "
+                             "some space and run the same command again with --resume.")
         from vaejax import data  # noqa: PLC0415
 
+        error = distributed.explain(error)  # a collective failing because another process died
         if isinstance(error, known + (data.DatasetNotFoundError, data.CorruptDataError)):
-            print(f"vaejax {args.command}: error: {error}", file=sys.stderr)
-            return 2
+            return _fail(2, f"vaejax {args.command}: error: {error}")
+        _leave_with_traceback()
         raise
+
+
+def _fail(code: int, message: str) -> int:
+    """Prints `message` and returns `code`; a process of a multi-process job ends there at
+    once instead (`vaejax.distributed.abort`), so that the others see it go rather than
+    wait for it, and learn why."""
+    from vaejax import distributed  # noqa: PLC0415
+
+    if distributed.multiprocess():
+        distributed.abort(message, code)
+    print(message, file=sys.stderr)
+    return code
+
+
+def _leave_with_traceback() -> None:
+    """An unexpected error in a multi-process job: its traceback, then it ends at once."""
+    from vaejax import distributed  # noqa: PLC0415
+
+    if distributed.multiprocess():
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exc()
+        error = sys.exc_info()[1]
+        distributed.leave(1, f"{type(error).__name__}: {distributed.first_line(error)}")
 
 
 def _disk_full(error: BaseException) -> str | None:
@@ -173,6 +215,18 @@ def _run(args, overrides: list[str]) -> int:
     elif args.command == "sweep":
         from vaejax import sweep  # noqa: PLC0415
 
+        if args.submit == "slurm":
+            from vaejax.sweep import slurm  # noqa: PLC0415
+
+            options = slurm.SlurmOptions(
+                partition=args.slurm_partition, time=args.slurm_time,
+                cpus_per_task=args.slurm_cpus_per_task, gpus_per_task=args.slurm_gpus_per_task,
+                mem=args.slurm_mem, array_parallelism=args.slurm_array_parallelism,
+                sbatch=tuple(args.slurm_sbatch))
+            slurm.submit(args.sweep_file, args.workdir, overrides=overrides,
+                         max_group_size=args.max_group_size, options=options,
+                         dry_run=args.dry_run)
+            return 0
         sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
                          max_group_size=args.max_group_size, dry_run=args.dry_run,
                          shard=args.shard)

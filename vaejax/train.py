@@ -2,7 +2,12 @@
 
 A workdir holds run.json (the resolved config and environment), metrics.jsonl, checkpoints/,
 results.json and figures/. A single run is a group of one (`vaejax.loop.fit` with one
-member), unvmapped, and with several local devices each batch is sharded over them.
+member), unvmapped, and with several devices each batch is sharded over them.
+
+Several processes (`vaejax.distributed`: each runs the same command) train the one model
+together: each batch is sharded over a mesh axis "data" of every process's devices. Every
+process holds the same data and state (replicated); process 0 alone owns the workdir (its
+lock, records, checkpoints, evaluation and figures), and the others read what it chose.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import contextlib
 import dataclasses
 import pathlib
 import shutil
+import tempfile
 import time
 
 import jax
 import numpy as np
 
-from vaejax import checkpoints, evaluate, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, locking, loop, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -45,51 +51,81 @@ def check_workdir(workdir, *, resume: bool, overwrite: bool) -> None:
 def owned_workdir(workdir, *, resume: bool, overwrite: bool, what: str = "vaejax train",
                   log=print):
     """Creates `workdir` and holds its lock (`vaejax.locking`) for the `with` block; an
-    existing run is kept unless --resume, or moved aside on --overwrite (under the lock)."""
+    existing run is kept unless --resume, or moved aside on --overwrite (under the lock).
+
+    In a multi-process job every process checks the workdir before any writes, then process
+    0 alone creates, locks (and moves aside) it; the others go on once it has, or raise its
+    error."""
     workdir = pathlib.Path(workdir)
     check_workdir(workdir, resume=resume, overwrite=overwrite)
-    workdir.mkdir(parents=True, exist_ok=True)
-    with locking.hold(workdir, what):
-        if overwrite and _holds_run(workdir):
-            aside = workdir.with_name(f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.move(str(workdir), aside)
-            log(f"train: --overwrite: moved the previous run to {aside}")
-            workdir.mkdir(parents=True)
-            with locking.hold(workdir, what):
-                yield workdir
-            return
+    distributed.barrier("workdir checked")  # every process has looked before process 0 writes
+    with contextlib.ExitStack() as held:
+        with distributed.primary_first("workdir"):
+            if distributed.is_primary():
+                workdir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(locking.hold(workdir, what))
+                if overwrite and _holds_run(workdir):
+                    aside = workdir.with_name(
+                        f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+                    shutil.move(str(workdir), aside)
+                    log(f"train: --overwrite: moved the previous run to {aside}")
+                    workdir.mkdir(parents=True)
+                    held.enter_context(locking.hold(workdir, what))
         yield workdir
 
 
 def data_parallel(program: Program, *arrays, devices=None, log=print):
-    """Spreads training over all local devices: a mesh with one axis "data".
+    """Spreads training over all devices, of every process of the job: a mesh with one axis
+    "data".
 
     Returns the program with its batches sharded over "data" and `arrays` (pytrees) placed
-    replicated on the mesh. With one device, or a batch size the device count does not
+    replicated on the mesh: every process passes the same values (the same data, the same
+    state) and keeps them whole, and the jitted epoch gives each device its share of each
+    batch. With one device, or (one process and) a batch size the device count does not
     divide, returns everything unchanged. Every example keeps its own key, so results equal
     one device's up to the order of floating-point reductions.
     """
     devices = jax.devices() if devices is None else devices
+    processes = len({d.process_index for d in devices})
     if len(devices) < 2:
         return (program, *arrays)
     if program.batch_size % len(devices):
+        if processes > 1:
+            raise config_lib.ConfigError(
+                f"train.batch_size={program.batch_size} must be divisible by the {len(devices)} "
+                f"devices of the {processes} processes, which share each batch.")
         log(f"train: batch size {program.batch_size} is not divisible by {len(devices)} "
             "devices; training on one device")
         return (program, *arrays)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
     batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    log(f"train: each batch of {program.batch_size} is sharded over {len(devices)} devices")
-    placed = [None if a is None else jax.device_put(a, replicated) for a in arrays]
+    log(f"train: each batch of {program.batch_size} is sharded over {len(devices)} devices"
+        + (f" of {processes} processes" if processes > 1 else ""))
+    placed = [None if a is None else _replicate(a, replicated) for a in arrays]
     return (dataclasses.replace(program, batch_sharding=batch), *placed)
+
+
+def _replicate(tree, sharding):
+    """`tree` placed whole on every device of `sharding`; across processes, each gives its
+    own copy (they are equal: the same data, the same state), and nothing is sent between
+    them."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
 def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
           evaluate_at_end: bool = True, log=print) -> dict:
     """Trains `config` in `workdir` (checkpoints, metrics.jsonl, run.json), then evaluates.
 
-    Returns the final epoch's metrics record (and `results` when evaluated).
+    Returns the final epoch's metrics record (and `results` when evaluated). One of several
+    processes of a job (`vaejax.distributed`, joined here first) trains its share; only
+    process 0 logs and writes.
     """
+    if distributed.initialize("vaejax train") and not distributed.is_primary():
+        log = _quiet
     config_lib.validate(config)
     program_lib.check_new_run(config)
     check_workdir(workdir, resume=resume, overwrite=overwrite)  # before the data loads
@@ -99,9 +135,17 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)  # a model that cannot be built fails here
     with owned_workdir(workdir, resume=resume, overwrite=overwrite, log=log) as workdir:
-        records.write_run_record(workdir, config, data_source=splits.source)
-        return _train(config, workdir, program, splits, hyper, state,
-                      evaluate_at_end=evaluate_at_end, log=log)
+        with distributed.primary_first("run record"):
+            if distributed.is_primary():
+                records.write_run_record(workdir, config, data_source=splits.source)
+        result = _train(config, workdir, program, splits, hyper, state,
+                        evaluate_at_end=evaluate_at_end, log=log)
+    distributed.finish()
+    return result
+
+
+def _quiet(*_):
+    """The log of a process other than 0: process 0 says it all."""
 
 
 def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
@@ -115,16 +159,35 @@ def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, l
         program, state, hyper, splits.train, splits.validation, log=log)
     val_x = val_x if config.train.validate else None
     epochs = config.train.epochs
-    try:
-        state, diverged = loop.fit(
-            program, loop.epoch_functions(program), state, hyper, train_x, val_x,
-            workdirs=[workdir], manager=manager, start_epoch=start_epoch, epochs=epochs,
-            checkpoint_every=config.train.checkpoint_every, log=log)
-    finally:
-        manager.close()
+    with contextlib.ExitStack() as scratch:
+        records_dir = workdir
+        if not distributed.is_primary():
+            # Every process runs the same host loop on the same numbers (divergence included),
+            # so all stop together; but only process 0's records go to the workdir: the others
+            # keep theirs in a scratch folder, deleted at the end.
+            records_dir = pathlib.Path(scratch.enter_context(tempfile.TemporaryDirectory(
+                prefix=f"vaejax-process{jax.process_index()}-")))
+            if (workdir / records.METRICS).exists():
+                shutil.copy(workdir / records.METRICS, records_dir / records.METRICS)
+        try:
+            state, diverged = loop.fit(
+                program, loop.epoch_functions(program), state, hyper, train_x, val_x,
+                workdirs=[records_dir], manager=manager, start_epoch=start_epoch,
+                epochs=epochs, checkpoint_every=config.train.checkpoint_every, log=log)
+        finally:
+            manager.close()
     if diverged:
         raise loop.TrainingDiverged(diverged[0])
+    with distributed.primary_first("evaluation"):  # the others wait for process 0's
+        if distributed.is_primary():
+            return _evaluate(config, workdir, program, splits, state, hyper,
+                             start_epoch=start_epoch, evaluate_at_end=evaluate_at_end, log=log)
+    return dict(records.last_metrics(workdir) or {})
 
+
+def _evaluate(config, workdir, program, splits, state, hyper, *, start_epoch, evaluate_at_end,
+              log) -> dict:
+    epochs = config.train.epochs
     result = dict(records.last_metrics(workdir) or {})
     if evaluate_at_end and start_epoch >= epochs and records.evaluated(workdir):
         log(f"train: {workdir} already finished {epochs} epochs and was evaluated; kept as is "
@@ -137,8 +200,11 @@ def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, l
                 "while they were drawn?): evaluating again")
         params = state.params
         if program.batch_sharding is not None:  # evaluate on the device that holds the test set
+            if distributed.multiprocess():  # process 0 alone: its copy of the replicated state
+                params, hyper = jax.tree.map(lambda x: x.addressable_data(0), (params, hyper))
             params, hyper = jax.device_put((params, hyper), splits.test.images.sharding)
-        results = evaluate.test_metrics(program, params, hyper, splits.test, config.eval, log=log)
+        results = evaluate.test_metrics(program, params, hyper, splits.test, config.eval, log=log,
+                                        partial_file=evaluate.partial_eval_file(workdir))
         result["results"] = evaluate.finish_member(workdir, program, params, hyper, results,
                                                    splits.test, config, log=log)
     return result

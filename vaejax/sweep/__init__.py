@@ -13,6 +13,8 @@ as ONE jitted program, vmapped over its members. Each part in its own module:
     group    training a group (`train_group`) and running a sweep (`run_sweep`), on one
              device, several devices (a `Mesh` axis "model") or several processes
     results  results.csv, results.md and figures/ from the run workdirs (`report`)
+    slurm    the sweep as one Slurm job array, a task per group (`vaejax.sweep.slurm.submit`;
+             imported on demand, needs the `slurm` extra: submitit)
 
 Workdir layout:
 
@@ -32,7 +34,6 @@ Note: the function `report` shadows the submodule of the same name as an attribu
 package; reach the module with `from vaejax.sweep.results import ...`.
 """
 
-from vaejax.sweep.group import initialize_distributed
 from vaejax.sweep.group import member_shardings
 from vaejax.sweep.group import run_sweep
 from vaejax.sweep.group import train_group
@@ -44,6 +45,7 @@ from vaejax.sweep.plan import Run
 from vaejax.sweep.plan import group_runs
 from vaejax.sweep.plan import make_plan
 from vaejax.sweep.plan import parse_shard
+from vaejax.sweep.plan import process_shard
 from vaejax.sweep.plan import product
 from vaejax.sweep.plan import shard_groups
 from vaejax.sweep.plan import zip_
@@ -59,11 +61,11 @@ __all__ = [
     "collect",
     "describe_plan",
     "group_runs",
-    "initialize_distributed",
     "make_plan",
     "member_shardings",
     "memory_estimate",
     "parse_shard",
+    "process_shard",
     "product",
     "report",
     "run_sweep",

@@ -17,8 +17,10 @@ member's numbers equal `vaejax train` of its config to float rounding, not bit f
 batched matmuls round differently (on CPU, relative differences of ~4e-7 in metrics.jsonl).
 With several local devices, a group's member axis is sharded over a `Mesh` axis "model"
 of gcd(members, devices) devices; results equal one device's within float tolerance.
-Several processes of one job (`initialize_distributed`) each train their own share of the
-groups; `run_sweep` ends with `vaejax.sweep.results.report`.
+Several processes of one job (`vaejax.distributed`) each train their own share of the groups
+on their own devices (`plan.process_shard`), with checkpoints of their own
+(`checkpoints.Manager(shared=False)`); no computation spans processes. `run_sweep` ends with
+`vaejax.sweep.results.report`, written by process 0 once every process is done.
 """
 
 from __future__ import annotations
@@ -27,17 +29,16 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import shutil
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import checkpoints, evaluate, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, locking, loop, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -50,6 +51,7 @@ from vaejax.sweep.plan import (
     _group_key,
     make_plan,
     parse_shard,
+    process_shard,
     shard_groups,
 )
 from vaejax.sweep.results import report
@@ -57,27 +59,7 @@ from vaejax.sweep.results import report
 GROUP_RECORD = "group.json"
 
 
-# -- several devices, several hosts -------------------------------------------------------
-
-
-def initialize_distributed(environ: Mapping[str, str] | None = None) -> bool:
-    """Calls `jax.distributed.initialize()` when this process is one of several in a job:
-    `JAX_COORDINATOR_ADDRESS` is set, or SLURM started more than one task (srun -n N).
-
-    Must run before any JAX computation. Each process then trains its own share of the
-    groups on its local devices: `run_sweep` makes shard i/n of process p of P shard
-    (i * P + p)/(n * P), so no computation spans processes.
-    A SLURM *array* (one task per job) needs no initialization: pass --shard instead.
-    """
-    environ = os.environ if environ is None else environ
-    if jax.distributed.is_initialized():
-        return True
-    explicit = bool(environ.get("JAX_COORDINATOR_ADDRESS"))
-    slurm = (int(environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_NODELIST" in environ)
-    if not (explicit or slurm):
-        return False
-    jax.distributed.initialize()
-    return True
+# -- several devices ---------------------------------------------------------------------
 
 
 def member_shardings(num_members: int, devices: Sequence[Any]):
@@ -207,7 +189,7 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
             f"{members.mesh.devices.size} devices (mesh axis 'model')")
 
     manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints,
-                                      keep_every=config.train.keep_every)
+                                  keep_every=config.train.keep_every, shared=False)
     state = group_fns.init(hypers)
     start_epoch, state = manager.restore_latest(state, log=log)
     start_epoch = start_epoch or 0
@@ -231,7 +213,7 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
              if i not in diverged and not (workdirs[i] / records.DAMAGED).exists()]
     for i in alive:  # each member's own checkpoint: `vaejax eval/sample --workdir <run>` work
         run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints,
-                                          keep_every=config.train.keep_every)
+                                          keep_every=config.train.keep_every, shared=False)
         if run_manager.latest_epoch() != epochs:
             run_manager.save(epochs, jax.tree.map(lambda x: jnp.asarray(x[i]), host_state))
         run_manager.close()
@@ -240,7 +222,8 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     test_x = splits.test.take(slice(None, config.eval.num_test_examples or None))
     if group_fns.shardings is not None:
         test_x = jax.device_put(test_x, group_fns.shardings[1])
-    results = evaluate.test_metrics(program, state.params, hypers, test_x, config.eval, log=log)
+    results = evaluate.test_metrics(program, state.params, hypers, test_x, config.eval, log=log,
+                                    partial_file=evaluate.partial_eval_file(group_dir))
     for i in alive:
         run = group.runs[i]
         member = jax.tree.map(lambda x: jnp.asarray(x[i]), (host_state.params, hypers))
@@ -291,12 +274,16 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
     Finished runs are skipped and unfinished groups resume from their checkpoints. Returns
     {"plan": Plan, "groups": this shard's groups, "trained": run names finished now,
     "skipped": run names finished before}.
+
+    Each process of a multi-process job (`vaejax.distributed`, joined here first) takes its
+    own share of this shard's groups (`process_shard`); process 0 writes the report once
+    every process has trained its share.
     """
-    i, n = parse_shard(shard)
-    if not dry_run and initialize_distributed() and jax.process_count() > 1:
-        # Each process of a multi-process job takes its own share of this shard's groups.
-        i, n = i * jax.process_count() + jax.process_index(), n * jax.process_count()
-        shard = f"{i}/{n}"
+    parse_shard(shard)
+    if not dry_run and distributed.initialize("vaejax sweep") and distributed.multiprocess():
+        index, count = jax.process_index(), jax.process_count()
+        shard = process_shard(shard, index, count)
+        log = _labelled(log, f"[process {index} of {count}] ")
     plan = make_plan(sweep_file, overrides=overrides, max_group_size=max_group_size)
     mine = shard_groups(plan.groups, shard)
     sweep_dir = pathlib.Path(workdir)
@@ -324,5 +311,19 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
         trained += train_group(group, sweep_dir, splits=splits_cache.get(group.config),
                                devices=devices, compiled=compiled, log=log,
                                label=f"[{n}/{len(mine)}] {group.id}")
-    report(sweep_dir, log=log)
+    if distributed.multiprocess():
+        log(f"sweep: shard {shard} done; waiting for the other processes of the job")
+    distributed.barrier("sweep trained")
+    if distributed.is_primary():
+        report(sweep_dir, log=log)
+    distributed.finish()
     return {"plan": plan, "groups": mine, "trained": trained, "skipped": skipped}
+
+
+def _labelled(log, prefix: str):
+    """`log` with each line after its first word (`sweep:`) naming this process."""
+    def labelled(*args):
+        text = " ".join(str(a) for a in args)
+        head, _, tail = text.partition(" ")
+        log(f"{head} {prefix}{tail}" if tail else text)
+    return labelled

@@ -15,7 +15,8 @@ peak learning rate and the objective's scalars such as objective.beta) share sha
 `max_group_size` are split into near-equal parts.
 
 `--shard i/n` gives process i every n-th group in plan order (`shard_groups`), so
-independent processes (a SLURM array, several hosts) split a sweep with no coordinator.
+independent processes (a SLURM array, several hosts) split a sweep with no coordinator; the
+processes of one multi-process job split their shard further (`process_shard`).
 A run is finished when its results.json exists (or diverged.json: its loss became NaN).
 """
 
@@ -279,6 +280,16 @@ def parse_shard(shard: str) -> tuple[int, int]:
             f"--shard must be i/n with 0 <= i < n, got {shard!r} (a SLURM array needs "
             f"--array=0-<n-1> and --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT).")
     return int(match[1]), int(match[2])
+
+
+def process_shard(shard: str, index: int, count: int) -> str:
+    """The share of process `index` of a `count`-process job in shard `shard`: shard i/n
+    becomes (i * count + index)/(n * count), so the processes of each of n independent jobs
+    (a SLURM array of multi-process steps) split that job's groups among them."""
+    i, n = parse_shard(shard)
+    if not 0 <= index < count:
+        raise ValueError(f"process {index} of {count}: the index must be in [0, {count}).")
+    return f"{i * count + index}/{n * count}"
 
 
 def shard_groups(groups: Sequence[Group], shard: str) -> list[Group]:
