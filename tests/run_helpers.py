@@ -34,6 +34,27 @@ def small_flags(mnist_dir, **overrides) -> list[str]:
         for key, value in _small(mnist_dir, overrides).items()]
 
 
+def killed_before_checkpoint(monkeypatch, config, workdir, epoch: int) -> None:
+    """Trains `config` in `workdir` and kills it (KeyboardInterrupt) between writing epoch
+    `epoch`'s metrics and its checkpoint: the worst moment, since metrics.jsonl is then ahead
+    of the checkpoints."""
+    import pytest  # noqa: PLC0415
+
+    from vaejax import checkpoints, train  # noqa: PLC0415
+
+    original_save = checkpoints.Manager.save
+
+    def dying_save(self, saved_epoch, state):
+        if saved_epoch == epoch:
+            raise KeyboardInterrupt("killed")
+        original_save(self, saved_epoch, state)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints.Manager, "save", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            train.train(config, workdir, log=lambda *_: None)
+
+
 def comparable(rows):
     return [{k: v for k, v in r.items() if k not in loop.TIMING_KEYS} for r in rows]
 

@@ -15,8 +15,8 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from run_helpers import small_config
-from vaejax import checkpoints, records, train
+from run_helpers import killed_before_checkpoint, small_config
+from vaejax import records, train
 from vaejax.sweep import group as group_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,17 +53,7 @@ def test_a_resumed_runs_events_equal_its_metrics(tmp_path, mnist_dir, monkeypatc
     the config."""
     config = small_config(mnist_dir, **{"train.epochs": 3, "eval.figures": True})
     workdir = tmp_path / "run"
-    original_save = checkpoints.Manager.save
-
-    def dying_save(self, epoch, state):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        original_save(self, epoch, state)
-
-    monkeypatch.setattr(checkpoints.Manager, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        train.train(config, workdir, log=lambda *_: None)
-    monkeypatch.setattr(checkpoints.Manager, "save", original_save)
+    killed_before_checkpoint(monkeypatch, config, workdir, epoch=2)
     train.train(config, workdir, resume=True, log=lambda *_: None)
 
     events = _load(workdir)

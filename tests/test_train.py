@@ -14,7 +14,7 @@ import pytest
 from vaejax import checkpoints, loop, records, train
 from vaejax.program import Program
 
-from run_helpers import REPO, comparable, final_params, small_config
+from run_helpers import REPO, comparable, final_params, killed_before_checkpoint, small_config
 
 
 def test_short_run_lowers_validation_loss_and_writes_everything(trained):
@@ -48,20 +48,8 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, mnist_dir, monkeypatc
     config = small_config(mnist_dir, **{"train.epochs": 3})
     train.train(config, tmp_path / "whole", evaluate_at_end=False, log=lambda *_: None)
 
-    # Kill the second run between writing epoch 2's metrics and its checkpoint: the worst
-    # moment, since metrics.jsonl is then ahead of the checkpoints.
-    original_save = checkpoints.Manager.save
-
-    def dying_save(self, epoch, state):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed")
-        original_save(self, epoch, state)
-
-    monkeypatch.setattr(checkpoints.Manager, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        train.train(config, tmp_path / "killed", evaluate_at_end=False, log=lambda *_: None)
+    killed_before_checkpoint(monkeypatch, config, tmp_path / "killed", epoch=2)
     assert [r["epoch"] for r in records.read_metrics(tmp_path / "killed")] == [1, 2]
-    monkeypatch.setattr(checkpoints.Manager, "save", original_save)
 
     train.train(config, tmp_path / "killed", resume=True, evaluate_at_end=False,
                 log=lambda *_: None)
