@@ -18,6 +18,7 @@ from vaejax.config import sibling
 
 def get_config():
     config = sibling(__file__, "iwae_mnist").get_config()
+    config.objective.kind = "iwae"  # iwae_mnist.py now defaults to the VAE row (elbo)
     config.model = ml_collections.ConfigDict(dict(
         kind="two_layer",
         latent_dims=(100, 50),                 # z1, z2
