@@ -32,3 +32,39 @@ def test_cli_bad_settings_are_one_readable_line(tmp_path, capsys):
             "--workdir", str(tmp_path / "x")]
     assert cli.main(args + ["--config.data.name=imagenet"]) == 2
     assert "Unknown dataset 'imagenet'" in capsys.readouterr().err
+
+
+def test_a_full_disk_reported_again_by_asyncio_is_not_printed_twice(caplog):
+    """orbax writes checkpoint files in asyncio tasks; when the disk fills, the ones nobody
+    awaited are logged again with tracebacks when collected ("Task exception was never
+    retrieved"). The CLI's one-line error already says it: those reports are dropped, others
+    are not."""
+    import asyncio
+    import errno
+    import gc
+    import logging
+
+    async def write(error):
+        raise error
+
+    def leave_unretrieved(error):
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(write(error))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert task.done()
+        loop.close()
+        del task
+        gc.collect()
+
+    asyncio_logger = logging.getLogger("asyncio")
+    asyncio_logger.addFilter(cli._not_a_second_disk_full_report)
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            leave_unretrieved(ValueError("RESOURCE_EXHAUSTED: Failed writing: No space left on device"))
+            leave_unretrieved(OSError(errno.ENOSPC, "disk full"))
+            assert not caplog.records
+            leave_unretrieved(RuntimeError("something else"))
+            assert len(caplog.records) == 1
+            assert caplog.records[0].getMessage().startswith("Task exception was never retrieved")
+    finally:
+        asyncio_logger.removeFilter(cli._not_a_second_disk_full_report)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
 import sys
 
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    logging.getLogger("asyncio").addFilter(_not_a_second_disk_full_report)
     rest, overrides = _split_overrides(argv)
     args = _parser().parse_args(rest)
     if overrides and args.command not in ("train", "eval", "sweep"):
@@ -175,6 +177,15 @@ def _disk_full(error: BaseException) -> str | None:
             return f" (writing {name})" if name else ""
         error = error.__cause__ or error.__context__
     return None
+
+
+def _not_a_second_disk_full_report(record: logging.LogRecord) -> bool:
+    """False for asyncio's "Task exception was never retrieved" about a full disk: orbax
+    writes a checkpoint's files in parallel tasks, and when the disk fills the ones not
+    awaited are reported again, with tracebacks, when they are garbage collected. The
+    error that was raised already says it in one line."""
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or _disk_full(error) is None
 
 
 def _run(args, overrides: list[str]) -> int:
