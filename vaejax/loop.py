@@ -231,7 +231,9 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
         postfix = _postfix(shown)
         bar.set_postfix(postfix)
         epoch_times.append(epoch_time)
-        left = np.mean(epoch_times) * (epochs - epoch - 1)
+        # the recent epochs' median: one epoch stretched by a paused or starved process
+        # (SIGSTOP, a busy machine) does not move the estimate for the hundreds still to come
+        left = np.median(epoch_times[-50:]) * (epochs - epoch - 1)
         log(f"{label}: epoch {epoch + 1}/{epochs}"
             + (f", {len(written) - len(diverged)} members" if stacked else "")
             + f", {epoch_time:.1f} s"
