@@ -69,8 +69,8 @@ def test_report_tables_statuses_and_figures(tmp_path):
 
 def test_report_on_a_running_sweep_says_how_far_it_is_and_the_time_left(tmp_path):
     """Group 2 is finished (2 s epochs, 3 s evaluations), group 4 is at epoch 1 of 4 (5 s
-    epochs), group 8 has not started: 3 x 5 s + 4 x 3.5 s (the median epoch so far) + three
-    evaluations of 3 s = 38 s left."""
+    epochs), group 8 has not started: 3 x 5 s + 4 x 3.5 s (the median epoch so far) + two
+    evaluations of 3 s (one per group: its members are evaluated together) = 35 s left."""
     for seed in (0, 1):
         _run(tmp_path, f"latent_dim=2,beta=1,seed={seed}", 2, 1.0, seed, nll=100.0, epochs=4,
              planned_epochs=4, epoch_time=2.0)
@@ -83,6 +83,6 @@ def test_report_on_a_running_sweep_says_how_far_it_is_and_the_time_left(tmp_path
     (tmp_path / SWEEP_RECORD).write_text(json.dumps(planned))
     log = []
     report(tmp_path, log=log.append)
-    assert "2 of 5 runs finished, 2 in progress, 1 not started; 10 of 20 epochs, about 38 s " \
+    assert "2 of 5 runs finished, 2 in progress, 1 not started; 10 of 20 epochs, about 35 s " \
            "left at the speed so far" in log[-1]
-    assert "10 of 20 epochs, about 38 s left" in (tmp_path / "results.md").read_text()
+    assert "10 of 20 epochs, about 35 s left" in (tmp_path / "results.md").read_text()

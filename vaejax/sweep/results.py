@@ -144,8 +144,8 @@ def progress(rows: list[dict]) -> str:
     """How far a sweep has come, and the time left at the speed so far: "412 of 750 epochs,
     about 1.3 h left". Members of a group train together, so a group's time left is its
     slowest member's epochs left times its epoch time (measured, or else the median of the
-    groups measured so far), plus an evaluation per unfinished run; groups run one after
-    another (one process). "" when nothing has been measured yet."""
+    groups measured so far), plus one evaluation (its members are evaluated together,
+    vmapped); groups run one after another (one process). "" when nothing has been measured yet."""
     from vaejax.loop import duration  # noqa: PLC0415
 
     counted = [r for r in rows if not r["_progress"]["damaged"]]
@@ -167,7 +167,8 @@ def progress(rows: list[dict]) -> str:
         epochs_left = max(m["epochs"] - m["done"] for m in members)
         measured = [m["epoch_time"] for m in members if m["epoch_time"]]
         left += epochs_left * (float(np.median(measured)) if measured else typical)
-    unfinished = sum(m["done"] < m["epochs"] for m in (r["_progress"] for r in counted))
+    unfinished = sum(any(m["done"] < m["epochs"] for m in members)
+                     for members in groups.values())
     left += unfinished * (float(np.median(evals)) if evals else 0.0)
     return (f"{text}, about {duration(left)} left at the speed so far"
             + ("" if evals else " (training only: no evaluation measured yet)"))
@@ -203,8 +204,8 @@ def report(workdir, log=print) -> list[dict]:
     so_far = progress(rows)
     summary += f"; {so_far}" if so_far else ""
     text = [f"# Sweep {sweep_dir.name}\n", f"{summary}. Test metrics in nats per example; "
-            "wall_time in seconds (a group's training time, shared by its members, plus the "
-            "run's evaluation).\n"]
+            "wall_time in seconds (a group's training and evaluation time, shared by its "
+            "members, which train and are evaluated together).\n"]
     keys = ["latent_dim", "beta", *extra]
     means = _over_seeds(rows, keys)
     if any(m["seeds"] > 1 for m in means):
