@@ -62,5 +62,8 @@ def test_plan_groups_runs_that_differ_only_in_hyper_fields():
     shards = [plan_lib.shard_groups(split.groups, f"{i}/3") for i in range(3)]
     assert sorted(g.id for s in shards for g in s) == sorted(g.id for g in split.groups)
     assert [g.id for g in shards[1]] == ["latent_dim=2,part=2of2"]
+    # a group with the base config's value is named by it too ("all" would read as every run)
+    base = plan_lib.make_plan(SMOKE, overrides=["--config.model.latent_dim=4"])
+    assert [g.id for g in base.groups] == ["latent_dim=2", "latent_dim=4"]
     with pytest.raises(config_lib.ConfigError, match="0 <= i < n"):
         plan_lib.parse_shard("3/3")

@@ -211,7 +211,8 @@ def _group_key(config) -> str:
 def group_runs(runs: list[Run], base_config, *, max_group_size: int = 16) -> list[Group]:
     """Groups of runs that differ only in `program.vmapped_keys`, in order of first appearance.
 
-    A group's id names what sets it apart from the base config (`latent_dim=2`, or `all`);
+    A group's id names its values of the swept keys that are not vmapped, and of any other
+    key that differs from the base config (`latent_dim=2`; `all` when every run is in it);
     one larger than `max_group_size` is split into near-equal parts (`...,part=1of2`).
     """
     if max_group_size < 1:
@@ -226,7 +227,8 @@ def group_runs(runs: list[Run], base_config, *, max_group_size: int = 16) -> lis
     for members in by_key.values():
         flat = config_lib.flatten(members[0].config)
         vmapped = vmapped_keys(members[0].config)
-        diff = [k for k in flat if k not in vmapped and _plain(flat[k]) != _plain(base.get(k))]
+        diff = [k for k in flat if k not in vmapped
+                and (k in swept or _plain(flat[k]) != _plain(base.get(k)))]
         diff.sort(key=lambda k: (swept.index(k) if k in swept else len(swept), k))
         label = ",".join(f"{names.get(k, k)}={_format_value(flat[k])}" for k in diff) or "all"
         num_parts = math.ceil(len(members) / max_group_size)
