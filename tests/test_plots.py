@@ -46,7 +46,9 @@ def _sweep_rows() -> list[dict]:
                 distortion = 60 + 80 / (1 + rate / 10) + rng.normal()
                 rows.append({"latent_dim": latent_dim, "beta": beta, "seed": seed, "test/rate": rate,
                              "test/distortion": distortion, "test/nll": rate + distortion - 2.0,
-                             "active_units": min(latent_dim, 16 / beta) + seed % 2})
+                             "active_units": min(latent_dim, 16 / beta) + seed % 2,
+                             "kl_per_dim": list(np.where(np.arange(latent_dim) < 16 / beta,
+                                                         3.0 / beta, 1e-5) + 0.01 * seed)})
     rows[0]["test/rate"] = None
     rows[1]["test/nll"] = float("nan")
     rows[2]["active_units"] = None
@@ -211,13 +213,17 @@ def test_training_curves_without_records(tmp_path):
 # ----------------------------------------------------------------------------- sweep figures
 
 
-@pytest.mark.parametrize("plot", [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_units_vs_beta])
+SWEEP_FIGURES = [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_units_vs_beta,
+                 plots.kl_per_unit]
+
+
+@pytest.mark.parametrize("plot", SWEEP_FIGURES)
 def test_sweep_figures_skip_incomplete_rows(tmp_path, plot):
     pixels = _read_png(plot(_sweep_rows(), tmp_path / f"{plot.__name__}.png"))
     assert pixels.shape[:2] == tuple(reversed(plots.SWEEP_FIGURE_PX)) == (560, 800)
 
 
-@pytest.mark.parametrize("plot", [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_units_vs_beta])
+@pytest.mark.parametrize("plot", SWEEP_FIGURES)
 def test_sweep_figures_without_complete_rows(tmp_path, plot):
     rows = [{"latent_dim": 2, "beta": 1.0, "seed": 0, "test/rate": None, "test/distortion": float("nan"),
              "test/nll": None, "active_units": float("nan")}]
@@ -236,6 +242,20 @@ def test_sweep_rows_are_filtered_and_grouped():
     np.testing.assert_allclose(mean, [20 + 1 / 3, 16 + 1 / 3, 4 + 1 / 3])
     np.testing.assert_array_equal(lo, [20, 16, 4])
     np.testing.assert_array_equal(hi, [21, 17, 5])
+    assert plots._units_text(16 + 1 / 3, 16, 17, 20) == "16.3/20\n(16–17)"  # a cell of the table
+    assert plots._units_text(8, 8, 8, 10) == "8/10"
+
+
+def test_kl_per_unit_one_panel_per_latent_dim_and_skipped_rows_noted(tmp_path):
+    """Latent dims 2 and 4, half of each collapsed (KL 1e-6, drawn at the floor); a row whose
+    kl_per_dim does not match its latent dim is skipped, and the figure says so."""
+    rows = [{"latent_dim": d, "beta": 1.0, "kl_per_dim": [5.0] * (d // 2) + [1e-6] * (d - d // 2)}
+            for d in (2, 4)]
+    pixels = _read_png(plots.kl_per_unit(rows, tmp_path / "kl.png"))
+    assert pixels.shape[:2] == (560, 800)
+    rows.append({"latent_dim": 4, "beta": 1.0, "kl_per_dim": [1.0, 2.0]})  # wrong length: skipped
+    pixels_skipped = _read_png(plots.kl_per_unit(rows, tmp_path / "kl_skipped.png"))
+    assert (pixels_skipped != pixels).any()  # the note "1 of 3 rows skipped"
 
 
 # ----------------------------------------------------------------------------- files and imports

@@ -31,7 +31,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 from PIL import Image
 
 DPI = 100
@@ -396,35 +396,104 @@ def nll_by_run(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Pat
 
 
 def active_units_vs_beta(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Path:
-    """Active units against beta (log axis): one line per latent dim, mean over seeds.
+    """Active units of each (latent dim, beta), as a table of coloured cells: one row per
+    latent dim, one column per beta (ascending); each cell reads "mean/dim" over the rows
+    (seeds) of that pair, with "(min–max)" when they differ, and its colour is the fraction
+    of units active (0 to 1). A table, not lines: the lines of latent dims 2 to 50 sat far
+    apart on one axis and a lost unit of a small one did not show.
 
     rows: dicts with "latent_dim", "beta", "active_units"; rows with a missing, None or
-    non-finite value or beta <= 0 are skipped. Error bars span the min and max over the
-    rows (seeds) of each (latent_dim, beta). Size: SWEEP_FIGURE_PX.
+    non-finite value, beta <= 0 or latent_dim < 1 are skipped. Size: SWEEP_FIGURE_PX.
     """
     rows = list(rows)
-    valid = _valid_rows(rows, ("latent_dim", "beta", "active_units"))
+    valid = [r for r in _valid_rows(rows, ("latent_dim", "beta", "active_units"))
+             if r["latent_dim"] >= 1]
     fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_title("Active units vs β (mean over seeds; bars: min to max)", fontsize=TITLE_FONTSIZE)
+    ax.set_title("Active units (mean over seeds / latent dim; min–max when seeds differ)",
+                 fontsize=TITLE_FONTSIZE)
     ax.set_xlabel("β (weight of the KL term)")
-    ax.set_ylabel("active units")
+    ax.set_ylabel("latent dim")
     if not valid:
         _no_data(ax, "no complete rows to plot")
         return _save(fig, path)
     dims = np.unique([int(r["latent_dim"]) for r in valid])
-    for i, d in enumerate(dims):
-        x, mean, lo, hi = _group_stats([r for r in valid if int(r["latent_dim"]) == d], "beta", "active_units")
-        ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], marker=_MARKERS[i % len(_MARKERS)], markersize=5,
-                    capsize=3, color=f"C{i % 10}", label=f"latent dim {d}")
     betas = np.unique([r["beta"] for r in valid])
-    ax.set_xscale("log")
-    if betas.size <= 12:
-        ax.set_xticks(betas, [f"{b:g}" for b in betas])
-        ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9)
+    fraction = np.full((dims.size, betas.size), np.nan)
+    for i, d in enumerate(dims):
+        x, mean, lo, hi = _group_stats([r for r in valid if int(r["latent_dim"]) == d],
+                                       "beta", "active_units")
+        for b, m, low, high in zip(x, mean, lo, hi):
+            j = int(np.searchsorted(betas, b))
+            fraction[i, j] = m / d
+            ax.text(j, i, _units_text(m, low, high, d), ha="center", va="center", fontsize=9,
+                    color="white" if fraction[i, j] < 0.45 else "black")
+    image = ax.imshow(np.ma.masked_invalid(fraction), cmap=_BETA_CMAP, vmin=0.0, vmax=1.0,
+                      aspect="auto", origin="lower")
+    ax.set_xticks(np.arange(betas.size), [f"{b:g}" for b in betas])
+    ax.set_yticks(np.arange(dims.size), [str(d) for d in dims])
+    colorbar = fig.colorbar(image, ax=ax)
+    colorbar.set_label("fraction of units active", fontsize=10)
+    _note_skipped(fig, len(rows) - len(valid), len(rows))
+    return _save(fig, path)
+
+
+def _units_text(mean: float, lo: float, hi: float, dim: int) -> str:
+    """ "8/10", or "7.67/10" over "(7–8)" when the seeds differ."""
+    text = f"{mean:.3g}/{dim}"
+    return text if lo == hi else f"{text}\n({lo:g}–{hi:g})"
+
+
+KL_FLOOR = 1e-3  # nats: kl_per_unit draws smaller KLs (collapsed units) at this value
+
+
+def kl_per_unit(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Path:
+    """Each unit's KL(q(z_i|x) || p(z_i)) on the test set, sorted from largest: one panel per
+    latent dim, one line per beta (mean over seeds of the sorted values). Where a line
+    drops to the floor, units have collapsed to the prior; how many stay above it, and how
+    that moves with beta, is where posterior collapse begins.
+
+    rows: dicts with "latent_dim", "beta" and "kl_per_dim" (a list of latent_dim nats per
+    example, from results.json); rows without it are skipped. y: log scale, values below
+    KL_FLOOR drawn at KL_FLOOR. Size: SWEEP_FIGURE_PX wide, panels side by side.
+    """
+    rows = list(rows)
+    valid = []
+    for row in rows:
+        beta, dim = _as_float(row.get("beta")), _as_float(row.get("latent_dim"))
+        kl = row.get("kl_per_dim")
+        if beta is None or beta <= 0 or dim is None or kl is None or len(kl) != int(dim):
+            continue
+        kl = np.asarray(kl, dtype=np.float64)
+        if np.isfinite(kl).all():
+            valid.append((int(dim), beta, np.sort(kl)[::-1]))
+    dims = sorted({d for d, _, _ in valid})
+    fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
+    fig.suptitle("KL per latent unit, sorted (test set; mean over seeds)", fontsize=TITLE_FONTSIZE)
+    if not valid:
+        _no_data(fig.add_subplot(), "no rows with kl_per_dim to plot")
+        return _save(fig, path)
+    axes = fig.subplots(1, len(dims), sharey=True, squeeze=False)[0]
+    betas = np.array(sorted({b for _, b, _ in valid}))
+    norm = _beta_norm(betas)
+    top = max(float(kl.max()) for _, _, kl in valid)
+    for ax, d in zip(axes, dims):
+        for beta in betas:
+            curves = [kl for dd, b, kl in valid if dd == d and b == beta]
+            if curves:
+                mean = np.maximum(np.mean(curves, axis=0), KL_FLOOR)
+                ax.plot(np.arange(1, d + 1), mean, marker="o", markersize=3, linewidth=1.2,
+                        color=_BETA_CMAP(norm(beta)))
+        ax.set_yscale("log")
+        ax.set_ylim(KL_FLOOR * 0.7, top * 1.5)
+        ax.set_xlim(0.5, d + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.set_title(f"latent dim {d}", fontsize=9)
+        ax.set_xlabel("unit (by KL)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("KL per unit (nats per example)")
+    _beta_colorbar(fig, list(axes), norm, betas)
     _note_skipped(fig, len(rows) - len(valid), len(rows))
     return _save(fig, path)
 

@@ -23,7 +23,8 @@ Workdir layout:
                                          metrics.jsonl, checkpoints/, results.json)
     <workdir>/groups/<group>/            group.json and checkpoints/ of the stacked state
     <workdir>/results.csv, results.md    one row per run (`report`)
-    <workdir>/figures/                   rate_distortion, nll_vs_latent_dim, active_units_vs_beta
+    <workdir>/figures/                   rate_distortion, nll_vs_latent_dim, active_units_vs_beta,
+                                         kl_per_unit, nll_by_run
 
 A run is finished when its results.json exists (or diverged.json: its loss became NaN);
 a finished run is never trained again, and an unfinished group resumes from its latest

@@ -1,4 +1,4 @@
-"""The report: one table and three figures from whatever run workdirs exist.
+"""The report: one table and five figures from whatever run workdirs exist.
 
 `report` (and `vaejax sweep-report`) writes <workdir>/results.csv and results.md, one row per
 run with its swept values, test metrics (`RESULT_COLUMNS`), wall time and status (finished,
@@ -6,7 +6,7 @@ diverged, damaged, epoch k, pending; a run whose records cannot be read back is 
 damaged, with the file and line, and the others are reported as usual), a mean ± std over
 seeds where runs differ only in their seed, the epochs done and the time left (`progress`:
 run it on a sweep that is still training), and <workdir>/figures/ (`FIGURES`:
-rate_distortion, nll_vs_latent_dim, active_units_vs_beta, nll_by_run). It reads the run
+rate_distortion, nll_vs_latent_dim, active_units_vs_beta, kl_per_unit, nll_by_run). It reads the run
 workdirs, not a process's memory, so it merges the runs of every shard of a sweep.
 """
 
@@ -25,7 +25,8 @@ from vaejax import records
 from vaejax.sweep.plan import SWEEP_RECORD, short_names
 
 RESULT_COLUMNS = ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "active_units")
-FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png", "nll_by_run.png")
+FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png",
+           "kl_per_unit.png", "nll_by_run.png")
 
 
 def _wall_time(metrics: list[dict], results: dict | None) -> float | None:
@@ -87,6 +88,7 @@ def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
         row = {"name": name, "latent_dim": flat.get("model.latent_dim"),
                "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
         row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
+        row["kl_per_dim"] = (results or {}).get("kl_per_dim")  # for the figures, not the table
         row.update(wall_time=_wall_time(metrics, results), status=status, group=info.get("group"))
         epochs = flat.get("train.epochs") or 0
         row["_progress"] = {  # for `progress`: epochs done of `epochs`, seconds per epoch
@@ -218,6 +220,7 @@ def report(workdir, log=print) -> list[dict]:
     plots.rate_distortion(finished, figures / FIGURES[0])
     plots.nll_vs_latent_dim(finished, figures / FIGURES[1])
     plots.active_units_vs_beta(finished, figures / FIGURES[2])
-    plots.nll_by_run(finished, figures / FIGURES[3])
+    plots.kl_per_unit(finished, figures / FIGURES[3])
+    plots.nll_by_run(finished, figures / FIGURES[4])
     log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
     return rows
