@@ -186,6 +186,8 @@ def test_a_diverging_member_does_not_stop_its_group(smoke, tmp_path):
         assert _comparable(ours) == _comparable(theirs)
     statuses = {r["name"]: r["status"] for r in csvreader(tmp_path / "sweep" / "results.csv")}
     assert statuses[bad.name] == "diverged"
+    # the diverged member's last good state is only in the group's checkpoints: all kept
+    assert checkpoints.Manager(tmp_path / "sweep" / "groups" / "latent_dim=2").epochs() == [1, 2]
     # Diverged counts as finished: a rerun trains nothing.
     again = group_lib.run_sweep(sweep_file, tmp_path / "sweep", overrides=SHRINK, log=Log())
     assert again["trained"] == []
@@ -250,6 +252,10 @@ def test_smoke_sweep_end_to_end(smoke):
     run = vaejax.load_run(run_dir, log=lambda *_: None)
     params, epoch = run.params, run.epoch
     group_manager = checkpoints.Manager(workdir / "groups" / "latent_dim=2")
+    # all members finished: the group kept only its last checkpoint, of which each run's is a slice
+    assert group_manager.epochs() == [2]
+    assert any("latent_dim=2: all 4 runs finished; its checkpoints of epochs 1 deleted" in line
+               for line in log)
     like = jax.eval_shape(jax.vmap(program.init_state), jax.tree.map(
         lambda *x: np.stack(x), *[program.hyper(config)] * 4))
     stacked = group_manager.restore(2, like)

@@ -38,6 +38,7 @@ import orbax.checkpoint as ocp
 
 from vaejax import distributed
 
+CHECKPOINTS = "checkpoints"  # <workdir>/checkpoints/<epoch>/: orbax's
 DAMAGED = "checkpoints.damaged"
 
 
@@ -54,7 +55,7 @@ class Manager:
 
         `shared` matters only in a multi-process job: the checkpoints of a model that every
         process trains (written by process 0), rather than this process's own."""
-        self.directory = pathlib.Path(workdir).resolve() / "checkpoints"
+        self.directory = pathlib.Path(workdir).resolve() / CHECKPOINTS
         self._options = dict(max_to_keep=keep, keep_period=keep_every or None,
                              enable_async_checkpointing=False)
         self._local = distributed.multiprocess()  # orbax's process-local path
@@ -161,6 +162,15 @@ class Manager:
                 log(f"checkpoints: the checkpoint of epoch {epoch} is damaged and was skipped "
                     f"({_reason(error)}); moved to {aside}")
         return None, like
+
+    def delete(self, epochs) -> int:
+        """Deletes the checkpoints of `epochs`; returns the bytes freed."""
+        freed = 0
+        for epoch in epochs:
+            freed += sum(f.stat().st_size for f in (self.directory / str(epoch)).rglob("*")
+                         if f.is_file())
+            self._manager.delete(epoch)
+        return freed
 
     def set_aside(self, epoch: int) -> pathlib.Path:
         """Moves the checkpoint of `epoch` to `<workdir>/checkpoints.damaged/<epoch>-<time>`."""
