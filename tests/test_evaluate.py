@@ -173,3 +173,20 @@ def test_an_interrupted_iwae_evaluation_continues_where_it_stopped(trained, tmp_
     assert seen == [30, 10, 10]  # the three saved batches at once, then the two left
     np.testing.assert_array_equal(resumed, whole)
     assert not partial.exists()
+
+
+def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypatch):
+    """Outside a terminal (nohup, Slurm) the IWAE evaluation reports lines, not a tqdm bar
+    whose carriage returns pile up into one line of the log."""
+    from vaejax import loop
+
+    lines = []
+    progress = evaluate.ProgressLines("eval IWAE K=250", 1000, log=lines.append)
+    progress.update(100)
+    assert lines == []  # within PROGRESS_INTERVAL of the start
+    monkeypatch.setattr(loop, "PROGRESS_INTERVAL", 0.0)
+    progress.update(150)
+    assert len(lines) == 1 and lines[0].startswith("eval IWAE K=250: 250/1,000 examples (25%), ")
+    assert "examples/s, done in " in lines[0]
+    progress.update(750)
+    assert len(lines) == 1  # the last batch: the results line says it

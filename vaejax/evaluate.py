@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 import zipfile
 
@@ -276,6 +277,32 @@ def _save_partial(path, fingerprint: str, batches: list[np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+class ProgressLines:
+    """tqdm's `update`/`close` for a log that is not a terminal: a line at most every
+    `vaejax.loop.PROGRESS_INTERVAL` seconds, with the rate and the time left."""
+
+    def __init__(self, label: str, total: int, *, log=print):
+        self.label, self.total, self.log = label, total, log
+        self.done, self._start = 0, time.perf_counter()
+        self._last = self._start
+
+    def update(self, n: int) -> None:
+        from vaejax.loop import PROGRESS_INTERVAL, duration  # noqa: PLC0415  (loop imports us)
+
+        self.done += int(n)
+        now = time.perf_counter()
+        if now - self._last < PROGRESS_INTERVAL or self.done >= self.total:
+            return
+        self._last = now
+        rate = self.done / (now - self._start)
+        self.log(f"{self.label}: {self.done:,}/{self.total:,} examples "
+                 f"({100 * self.done // self.total}%), {rate:,.1f} examples/s, done in "
+                 f"{duration((self.total - self.done) / rate)}")
+
+    def close(self) -> None:
+        pass
+
+
 def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
                  partial_file=None):
     """The results.json numbers for `params` on `test_data` (`Examples` or images): a dict.
@@ -305,8 +332,11 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
     k = eval_config.iwae_samples
     log_px, iwae_time = None, None
     if k > 0:
-        bar = tqdm(total=test_data.num_examples, desc=f"eval IWAE K={k}", unit="ex",
-                   dynamic_ncols=True)
+        if sys.stderr.isatty():
+            bar = tqdm(total=test_data.num_examples, desc=f"eval IWAE K={k}", unit="ex",
+                       dynamic_ncols=True)
+        else:  # a log file: lines, not a bar redrawn with carriage returns into one line
+            bar = ProgressLines(f"eval IWAE K={k}", test_data.num_examples, log=log)
         iwae_start = time.perf_counter()
         log_px = iwae_log_likelihood(
             program.model, params, test_data, keys, data_shape=program.data_shape,
