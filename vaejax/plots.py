@@ -46,6 +46,7 @@ TITLE_PX_PER_CHAR = 10           # a titled figure is at least this wide per tit
 LABELLED_MARGINS_PX = {"left": 72, "right": 16, "bottom": 56}  # mosaics with axis ticks
 TRAINING_CURVES_PX = (1500, 450)
 SWEEP_FIGURE_PX = (800, 560)
+SPARSE_POINTS = 30               # compare_curves: a series this short gets markers
 TITLE_FONTSIZE = 11
 
 _BETA_CMAP = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, 256)), name="beta")
@@ -233,32 +234,41 @@ def training_curves(records: Iterable[Mapping[str, Any]], path: PathLike) -> pat
 
 def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLike, *,
                    key: str = "val/neg_elbo", ylabel: str = "validation −ELBO (nats per example)",
-                   references: Mapping[str, float] | None = None) -> pathlib.Path:
-    """One metric against epoch for several runs, one line each (their metrics.jsonl records),
-    and optional horizontal reference lines ({label: value}, e.g. a paper's number).
+                   references: Mapping[str, float] | None = None, title: str | None = None,
+                   log_epochs: bool = False) -> pathlib.Path:
+    """One metric against epoch for several runs, one line each (their metrics.jsonl records,
+    or a few evaluated epochs), and optional horizontal reference lines ({label: value}, e.g.
+    a paper's number).
 
-    Missing and non-finite values are skipped; a repeated epoch keeps its last record.
-    Size: SWEEP_FIGURE_PX, the legend below the axes.
+    Missing and non-finite values are skipped; a repeated epoch keeps its last record. A
+    series of at most SPARSE_POINTS points is drawn with markers and fits the axes whole;
+    longer ones fit up to their 0.9 quantile (the first epochs' spike would flatten the
+    rest). `log_epochs`: a log epoch axis. Size: SWEEP_FIGURE_PX, the legend below the axes.
     """
     fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_title(f"{key} per epoch", fontsize=TITLE_FONTSIZE)
+    ax.set_title(title or f"{key} per epoch", fontsize=TITLE_FONTSIZE)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    drawn = 0
-    for i, (name, records) in enumerate(runs.items()):
-        epochs, ys = _series(list(records), key)
+    series = {name: _series(list(records), key) for name, records in runs.items()}
+    drawn = [name for name, (epochs, _) in series.items() if epochs.size]
+    sparse = all(series[name][0].size <= SPARSE_POINTS for name in drawn)
+    for i, (name, (epochs, ys)) in enumerate(series.items()):
         if epochs.size:
-            ax.plot(epochs, ys, color=f"C{i % 10}", label=name)
-            drawn += 1
+            ax.plot(epochs, ys, color=f"C{i % 10}", label=name,
+                    marker="o" if epochs.size <= SPARSE_POINTS else None, markersize=4)
     for j, (label, value) in enumerate((references or {}).items()):
         ax.axhline(value, color=f"C{(len(runs) + j) % 10}", linestyle=":", label=label)
+    if log_epochs:
+        ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
     if drawn:
-        ys = np.concatenate([_series(list(r), key)[1] for r in runs.values()])
+        ys = np.concatenate([series[name][1] for name in drawn])
         low = min([float(np.min(ys))] + list((references or {}).values()))
-        ax.set_ylim(*_padded_range(np.array([low, float(np.quantile(ys, 0.9))])))
-        fig.legend(loc="outside lower center", ncol=min(2, drawn + len(references or {})), fontsize=9)
+        high = float(np.max(ys)) if sparse else float(np.quantile(ys, 0.9))
+        ax.set_ylim(*_padded_range(np.array([low, high])))
+        fig.legend(loc="outside lower center", ncol=min(2, len(drawn) + len(references or {})),
+                   fontsize=9)
     else:
         _no_data(ax, "no data yet")
     return _save(fig, path)

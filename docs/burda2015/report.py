@@ -106,7 +106,9 @@ def main(runs_dir="runs/burda"):
         "100 instead of the paper's 20), trained and evaluated by experiments/burda2015.sh. "
         "Test NLL: IWAE K=5000 on all 10,000 test images (± its standard error over images); "
         "−ELBO: one posterior sample per image. Times: training on 2 CPU cores (shared with "
-        "other jobs), evaluation of the final model.\n",
+        "other jobs), evaluation of the final model. The learning rate drops by 10^(−1/7) at "
+        "the end of epochs 1, 4, 13, 40, 121, 364 and 1093 (the curve's epoch axis is "
+        "logarithmic).\n",
         "| row | epochs (of planned) | train time | test NLL | paper | gap | test −ELBO | "
         "active units | eval time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -131,10 +133,12 @@ def main(runs_dir="runs/burda"):
     plots.compare_curves(
         {row["label"]: row["curve"] for row in rows.values()}, HERE / "nll_curve.png",
         key="test/nll", ylabel="test NLL, IWAE K=5000, 10,000 images (nats)",
-        references={f"paper: {row['label']} {row['paper']}": row["paper"] for row in rows.values()})
+        references={f"paper: {row['label']} {row['paper']}": row["paper"] for row in rows.values()},
+        title="Test NLL of kept checkpoints, against the paper's", log_epochs=True)
     plots.compare_curves(
         {row["label"]: row["metrics"] for row in rows.values()}, HERE / "train_curve.png",
-        key="train/loss", ylabel="training objective: −ELBO (VAE), −IWAE bound (nats)")
+        key="train/loss", ylabel="training objective: −ELBO (VAE), −IWAE bound (nats)",
+        title="Training objective per epoch", log_epochs=True)
     print("\n".join(lines))
 
 
