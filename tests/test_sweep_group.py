@@ -125,6 +125,20 @@ def test_rerun_recomputes_nothing(smoke):
     assert _files(workdir / "runs") == before
 
 
+def test_finished_runs_of_another_config_are_kept_and_what_differs_is_named(smoke):
+    """A setting that changes no number of a finished run (progress_every) goes unsaid; one
+    that does (epochs) is named, and the runs are kept."""
+    from vaejax.sweep.plan import make_plan
+
+    workdir = smoke[0]
+    for extra, said in (("train.progress_every=7", False), ("train.epochs=3", True)):
+        log = Log()
+        plan = make_plan(SMOKE, overrides=SHRINK + (extra,))
+        group_lib._check_runs(plan.groups, workdir, log)
+        assert any("8 finished runs" in line and "train.epochs" in line for line in log) == said
+        assert not any("progress_every" in line for line in log)
+
+
 @pytest.mark.slow
 def test_interrupted_shard_resumes_and_shards_merge(smoke, tmp_path):
     """Shard 0/2 is killed after epoch 1, resumes from its group checkpoint, and with shard

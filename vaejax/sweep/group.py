@@ -278,6 +278,10 @@ def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
                 continue
             diff = records.config_differences(recorded, config_lib.to_dict(run.config))
             if _finished(run_dir):
+                # a finished run is what it is; settings that change none of its numbers
+                # (progress_every, keep_every, ...) are not worth a word
+                diff = [k for k in diff if k == "train.epochs"
+                        or k not in records.RESUMABLE_CHANGES]
                 if diff:
                     kept.append(run.name)
                     kept_keys.update(diff)
