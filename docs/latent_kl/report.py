@@ -90,7 +90,8 @@ def main(sweep_dir="sweeps/latent_kl", *logs):
         *_groups(rows, sweep_dir), "",
         *_peak_memory(list(logs)),
         f"- disk: {disk / 1e9:.2f} GB for the whole sweep directory, of which "
-        f"{group_disk / 1e9:.2f} GB are the groups' stacked checkpoints (3 kept per group).\n",
+        f"{group_disk / 1e9:.2f} GB are the groups' stacked checkpoints (the last of each "
+        "finished group; each run keeps its own slice of it too).\n",
         sweep_md.replace("](figures/", "](figures/").replace("# Sweep latent_kl\n", "", 1),
     ]
     (HERE / "results.md").write_text("\n".join(lines))

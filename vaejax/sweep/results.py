@@ -89,7 +89,8 @@ def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
                "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
         row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
         row["kl_per_dim"] = (results or {}).get("kl_per_dim")  # for the figures, not the table
-        row.update(wall_time=_wall_time(metrics, results), status=status, group=info.get("group"))
+        group = planned.get(name, {}).get("group") or info.get("group")  # the plan's names
+        row.update(wall_time=_wall_time(metrics, results), status=status, group=group)
         epochs = flat.get("train.epochs") or 0
         row["_progress"] = {  # for `progress`: epochs done of `epochs`, seconds per epoch
             "done": epochs if status in ("finished", "diverged") else
