@@ -126,6 +126,16 @@ def main(runs_dir="runs/burda"):
             f"| {row['label']}{state} | {row['epochs']} ({row['planned']}) | "
             f"{row['train_h']:.1f} h | {nll} | {row['paper']:.2f} | {_fmt(gap, '+.2f')} | "
             f"{_fmt(row['neg_elbo'])} | {row['active'] or ''} | {eval_time} |")
+    epochs = sorted({p["epoch"] for row in rows.values() for p in row["curve"]})
+    if epochs:
+        lines += ["", "The learning curves (test NLL, same evaluation, of the checkpoints kept "
+                  "every 80 epochs and of the final model):", "",
+                  "| epoch | " + " | ".join(row["label"] for row in rows.values()) + " |",
+                  "|---:|" + "---:|" * len(rows)]
+        for epoch in epochs:
+            cells = [next((f"{p['test/nll']:.2f}" for p in row["curve"] if p["epoch"] == epoch), "")
+                     for row in rows.values()]
+            lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     lines += ["", "The paper's observations, checked on these numbers:", ""]
     lines += _observations(rows) or ["- (not yet: an IWAE row and the VAE row need evaluations)"]
     lines += ["", "![test NLL learning curve](nll_curve.png)", "",
