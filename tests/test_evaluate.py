@@ -190,3 +190,11 @@ def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypat
     assert "examples/s, done in " in lines[0]
     progress.update(750)
     assert len(lines) == 1  # the last batch: the results line says it
+
+    # a resumed evaluation restores 900 examples at once: the rate counts only what follows
+    resumed = evaluate.ProgressLines("eval", 1000, log=lines.append)
+    resumed.update(900)
+    resumed._first = (resumed._first[0] - 10.0, resumed._first[1])  # 10 s ago
+    resumed.update(50)
+    rate = float(lines[-1].split("examples/s")[0].split(", ")[-1])
+    assert lines[-1].startswith("eval: 950/1,000 examples (95%)") and 4.0 < rate < 6.0

@@ -279,22 +279,27 @@ def _save_partial(path, fingerprint: str, batches: list[np.ndarray]) -> None:
 
 class ProgressLines:
     """tqdm's `update`/`close` for a log that is not a terminal: a line at most every
-    `vaejax.loop.PROGRESS_INTERVAL` seconds, with the rate and the time left."""
+    `vaejax.loop.PROGRESS_INTERVAL` seconds, with the rate and the time left. The rate counts
+    from the first update, so that the examples a resumed evaluation restored at once (its
+    first update) do not inflate it."""
 
     def __init__(self, label: str, total: int, *, log=print):
         self.label, self.total, self.log = label, total, log
-        self.done, self._start = 0, time.perf_counter()
-        self._last = self._start
+        self.done, self._last = 0, time.perf_counter()
+        self._first = None  # (time, examples done) at the first update
 
     def update(self, n: int) -> None:
         from vaejax.loop import PROGRESS_INTERVAL, duration  # noqa: PLC0415  (loop imports us)
 
         self.done += int(n)
         now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, self.done)
+            return
         if now - self._last < PROGRESS_INTERVAL or self.done >= self.total:
             return
         self._last = now
-        rate = self.done / (now - self._start)
+        rate = max(self.done - self._first[1], 1) / max(now - self._first[0], 1e-9)
         self.log(f"{self.label}: {self.done:,}/{self.total:,} examples "
                  f"({100 * self.done // self.total}%), {rate:,.1f} examples/s, done in "
                  f"{duration((self.total - self.done) / rate)}")
