@@ -73,12 +73,19 @@ def _fmt(value, spec=".2f") -> str:
 
 def _observations(rows: dict[str, dict]) -> list[str]:
     """The paper's two observations, checked on the rows that have a final evaluation."""
-    vae = rows.get("vae_k1")
     out = []
     for name in ("iwae_k5", "iwae_k50"):
-        iwae = rows.get(name)
+        vae, iwae = rows.get("vae_k1"), rows.get(name)
         if vae is None or iwae is None or vae["nll"] is None or iwae["nll"] is None:
             continue
+        common = sorted({p["epoch"] for p in vae["curve"]} & {p["epoch"] for p in iwae["curve"]})
+        if common and vae["at_epoch"] != iwae["at_epoch"]:  # compare at the latest shared epoch
+            at = lambda row: next(p for p in row["curve"] if p["epoch"] == common[-1])  # noqa: E731
+            vae, iwae = ({**row, "at_epoch": common[-1], "nll": at(row)["test/nll"],
+                          "neg_elbo": at(row)["test/neg_elbo"],
+                          "active_units": at(row)["active_units"],
+                          "active": f"{at(row)['active_units']}/{at(row)['latent_dim']}"}
+                         for row in (vae, iwae))
         same = vae["at_epoch"] == iwae["at_epoch"]
         where = (f"both at epoch {vae['at_epoch']}" if same else
                  f"VAE at epoch {vae['at_epoch']}, {iwae['label']} at epoch {iwae['at_epoch']}: "
