@@ -99,3 +99,11 @@ def test_progress_lines_inside_an_epoch(tmp_path, monkeypatch):
     assert inside[0].startswith("train: epoch 1/2: step 4/8 (50%), ")
     assert "examples/s, epoch ends in " in inside[0] and ", training in " in inside[0]
     assert any(line.startswith("train: epoch 1/2, ") and "training done in " in line for line in log)
+
+
+def test_time_left_is_the_recent_median_so_one_stalled_epoch_does_not_move_it():
+    times = [2.0] * 49 + [600.0]  # one epoch held up by SIGSTOP or a busy machine
+    assert loop.time_left(times, epochs_left=100) == 200.0
+    # the window: only the last 50 epochs count, so a change of speed shows within 26 epochs
+    assert loop.time_left([2.0] * 100 + [4.0] * 26, epochs_left=10) == 40.0
+    assert loop.time_left([], epochs_left=10) == 0.0

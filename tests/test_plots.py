@@ -258,6 +258,19 @@ def test_kl_per_unit_one_panel_per_latent_dim_and_skipped_rows_noted(tmp_path):
     assert (pixels_skipped != pixels).any()  # the note "1 of 3 rows skipped"
 
 
+def test_kl_unit_curves_sort_average_seeds_and_raise_collapsed_units_to_the_floor():
+    rows = [{"latent_dim": 3, "beta": 1.0, "kl_per_dim": [1e-7, 4.0, 2.0]},   # seed 0
+            {"latent_dim": 3, "beta": 1.0, "kl_per_dim": [6.0, 0.0, 1e-5]},   # seed 1
+            {"latent_dim": 3, "beta": 4.0, "kl_per_dim": [0.5, 0.0, 0.0]},
+            {"latent_dim": 3, "beta": 4.0, "kl_per_dim": [0.5, float("nan"), 0.0]},  # skipped
+            {"latent_dim": 3, "beta": 0.0, "kl_per_dim": [1.0, 1.0, 1.0]}]   # skipped
+    curves, used = plots.kl_unit_curves(rows)
+    assert used == 3 and set(curves) == {(3, 1.0), (3, 4.0)}
+    # sorted per seed before the mean: (4, 2, 1e-7) and (6, 1e-5, 0) -> (5, 1 + 5e-6, 5e-8)
+    np.testing.assert_allclose(curves[3, 1.0], [5.0, 1.0 + 5e-6, plots.KL_FLOOR])
+    np.testing.assert_allclose(curves[3, 4.0], [0.5, plots.KL_FLOOR, plots.KL_FLOOR])
+
+
 # ----------------------------------------------------------------------------- files and imports
 
 

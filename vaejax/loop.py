@@ -231,9 +231,7 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
         postfix = _postfix(shown)
         bar.set_postfix(postfix)
         epoch_times.append(epoch_time)
-        # the recent epochs' median: one epoch stretched by a paused or starved process
-        # (SIGSTOP, a busy machine) does not move the estimate for the hundreds still to come
-        left = np.median(epoch_times[-50:]) * (epochs - epoch - 1)
+        left = time_left(epoch_times, epochs - epoch - 1)
         log(f"{label}: epoch {epoch + 1}/{epochs}"
             + (f", {len(written) - len(diverged)} members" if stacked else "")
             + f", {epoch_time:.1f} s"
@@ -242,6 +240,14 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
             + (f", training done in {duration(left)}" if left > 0 else ""))
     bar.close()
     return state, diverged
+
+
+def time_left(epoch_times: list[float], epochs_left: int, window: int = 50) -> float:
+    """Seconds the remaining epochs will take: the median of the last `window` epoch times
+    (seconds each) times `epochs_left`. The median, not the mean: one epoch stretched by a
+    paused or starved process (SIGSTOP, a busy machine) does not move the estimate for the
+    hundreds still to come."""
+    return float(np.median(epoch_times[-window:])) * epochs_left if epoch_times else 0.0
 
 
 _SHOWN = {"train/loss": "loss", "train/rate": "rate", "train/distortion": "distortion",

@@ -468,32 +468,22 @@ def kl_per_unit(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Pa
     KL_FLOOR drawn at KL_FLOOR. Size: SWEEP_FIGURE_PX wide, panels side by side.
     """
     rows = list(rows)
-    valid = []
-    for row in rows:
-        beta, dim = _as_float(row.get("beta")), _as_float(row.get("latent_dim"))
-        kl = row.get("kl_per_dim")
-        if beta is None or beta <= 0 or dim is None or kl is None or len(kl) != int(dim):
-            continue
-        kl = np.asarray(kl, dtype=np.float64)
-        if np.isfinite(kl).all():
-            valid.append((int(dim), beta, np.sort(kl)[::-1]))
-    dims = sorted({d for d, _, _ in valid})
+    curves, used = kl_unit_curves(rows)
+    dims = sorted({d for d, _ in curves})
     fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
     fig.suptitle("KL per latent unit, sorted (test set; mean over seeds)", fontsize=TITLE_FONTSIZE)
-    if not valid:
+    if not curves:
         _no_data(fig.add_subplot(), "no rows with kl_per_dim to plot")
         return _save(fig, path)
     axes = fig.subplots(1, len(dims), sharey=True, squeeze=False)[0]
-    betas = np.array(sorted({b for _, b, _ in valid}))
+    betas = np.array(sorted({b for _, b in curves}))
     norm = _beta_norm(betas)
-    top = max(float(kl.max()) for _, _, kl in valid)
+    top = max(float(curve.max()) for curve in curves.values())
     for ax, d in zip(axes, dims):
         for beta in betas:
-            curves = [kl for dd, b, kl in valid if dd == d and b == beta]
-            if curves:
-                mean = np.maximum(np.mean(curves, axis=0), KL_FLOOR)
-                ax.plot(np.arange(1, d + 1), mean, marker="o", markersize=3, linewidth=1.2,
-                        color=_BETA_CMAP(norm(beta)))
+            if (d, beta) in curves:
+                ax.plot(np.arange(1, d + 1), curves[d, beta], marker="o", markersize=3,
+                        linewidth=1.2, color=_BETA_CMAP(norm(beta)))
         ax.set_yscale("log")
         ax.set_ylim(KL_FLOOR * 0.7, top * 1.5)
         ax.set_xlim(0.5, d + 0.5)
@@ -504,8 +494,26 @@ def kl_per_unit(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Pa
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("KL per unit (nats per example)")
     _beta_colorbar(fig, list(axes), norm, betas)
-    _note_skipped(fig, len(rows) - len(valid), len(rows))
+    _note_skipped(fig, len(rows) - used, len(rows))
     return _save(fig, path)
+
+
+def kl_unit_curves(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[tuple[int, float], np.ndarray], int]:
+    """kl_per_unit's lines: {(latent_dim, beta): (latent_dim,) nats per example}, each row's
+    kl_per_dim sorted from largest, averaged over the rows (seeds) of that setting, and
+    raised to KL_FLOOR (a collapsed unit's KL is ~0, below any log axis); and how many rows
+    were used (those with a positive beta and a finite kl_per_dim of latent_dim values)."""
+    sorted_kls: dict[tuple[int, float], list[np.ndarray]] = {}
+    for row in rows:
+        beta, dim = _as_float(row.get("beta")), _as_float(row.get("latent_dim"))
+        kl = row.get("kl_per_dim")
+        if beta is None or beta <= 0 or dim is None or kl is None or len(kl) != int(dim):
+            continue
+        kl = np.asarray(kl, dtype=np.float64)
+        if np.isfinite(kl).all():
+            sorted_kls.setdefault((int(dim), beta), []).append(np.sort(kl)[::-1])
+    curves = {key: np.maximum(np.mean(kls, axis=0), KL_FLOOR) for key, kls in sorted_kls.items()}
+    return curves, sum(len(kls) for kls in sorted_kls.values())
 
 
 # ----------------------------------------------------------------------------- helpers
