@@ -333,3 +333,23 @@ def test_compare_curves_draws_each_run_and_the_reference(tmp_path):
     assert red.sum() > 100
     empty = _read_png(plots.compare_curves({"a": []}, tmp_path / "empty.png"))
     assert empty.shape[:2] == plots.SWEEP_FIGURE_PX[::-1]
+
+
+def test_compare_curves_draws_a_runs_reference_in_the_runs_colour(tmp_path):
+    """A reference tied to run 'vampprior' (C1, orange) takes its colour, not a new one (C2,
+    green): a run and its paper's number read as a pair."""
+    runs = {name: [{"epoch": e, "val/neg_elbo": start - e} for e in range(1, 6)]
+            for name, start in (("vae", 100.0), ("vampprior", 97.0))}
+
+    def colour_pixels(pixels, rgb):
+        return np.all(np.abs(pixels[..., :3].astype(int) - rgb) < 30, axis=-1).sum()
+
+    orange, green = (255, 127, 14), (44, 160, 44)
+    free = _read_png(plots.compare_curves(runs, tmp_path / "free.png", references={"paper": 85.0}))
+    tied = _read_png(plots.compare_curves(runs, tmp_path / "tied.png", references={"paper": 85.0},
+                                          reference_runs={"paper": "vampprior"}))
+    assert colour_pixels(free, green) > 100 and colour_pixels(tied, green) < 10
+    assert colour_pixels(tied, orange) > colour_pixels(free, orange) + 100  # the line across
+    with pytest.raises(ValueError, match="reference_runs must map"):
+        plots.compare_curves(runs, tmp_path / "bad.png", references={"paper": 85.0},
+                             reference_runs={"paper": "no such run"})

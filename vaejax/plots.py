@@ -234,11 +234,14 @@ def training_curves(records: Iterable[Mapping[str, Any]], path: PathLike) -> pat
 
 def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLike, *,
                    key: str = "val/neg_elbo", ylabel: str = "validation −ELBO (nats per example)",
-                   references: Mapping[str, float] | None = None, title: str | None = None,
+                   references: Mapping[str, float] | None = None,
+                   reference_runs: Mapping[str, str] | None = None, title: str | None = None,
                    log_epochs: bool = False) -> pathlib.Path:
     """One metric against epoch for several runs, one line each (their metrics.jsonl records,
     or a few evaluated epochs), and optional horizontal reference lines ({label: value}, e.g.
-    a paper's number).
+    a paper's number). `reference_runs` ({reference label: run name}) draws a reference in
+    its run's colour, so that a run and its target read as a pair; the others get colours
+    of their own.
 
     Missing and non-finite values are skipped; a repeated epoch keeps its last record. A
     series of at most SPARSE_POINTS points is drawn with markers and fits the axes whole;
@@ -257,8 +260,15 @@ def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLi
         if epochs.size:
             ax.plot(epochs, ys, color=f"C{i % 10}", label=name,
                     marker="o" if epochs.size <= SPARSE_POINTS else None, markersize=4)
+    run_colour = {name: f"C{i % 10}" for i, name in enumerate(runs)}
+    unknown = set(reference_runs or {}) - set(references or {})
+    if unknown or not set((reference_runs or {}).values()) <= set(runs):
+        raise ValueError(f"reference_runs must map reference labels {sorted(references or {})} "
+                         f"to run names {sorted(runs)}, got {dict(reference_runs)}")
     for j, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=f"C{(len(runs) + j) % 10}", linestyle=":", label=label)
+        run = (reference_runs or {}).get(label)
+        colour = run_colour[run] if run is not None else f"C{(len(runs) + j) % 10}"
+        ax.axhline(value, color=colour, linestyle=":", linewidth=1.5, label=label)
     if log_epochs:
         ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
