@@ -248,6 +248,10 @@ def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLi
     longer ones fit up to their 0.9 quantile (the first epochs' spike would flatten the
     rest). `log_epochs`: a log epoch axis. Size: SWEEP_FIGURE_PX, the legend below the axes.
     """
+    references, reference_runs = references or {}, reference_runs or {}
+    if not (set(reference_runs) <= set(references) and set(reference_runs.values()) <= set(runs)):
+        raise ValueError(f"reference_runs must map reference labels {sorted(references)} "
+                         f"to run names {sorted(runs)}, got {dict(reference_runs)}")
     fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title or f"{key} per epoch", fontsize=TITLE_FONTSIZE)
@@ -261,12 +265,8 @@ def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLi
             ax.plot(epochs, ys, color=f"C{i % 10}", label=name,
                     marker="o" if epochs.size <= SPARSE_POINTS else None, markersize=4)
     run_colour = {name: f"C{i % 10}" for i, name in enumerate(runs)}
-    unknown = set(reference_runs or {}) - set(references or {})
-    if unknown or not set((reference_runs or {}).values()) <= set(runs):
-        raise ValueError(f"reference_runs must map reference labels {sorted(references or {})} "
-                         f"to run names {sorted(runs)}, got {dict(reference_runs)}")
-    for j, (label, value) in enumerate((references or {}).items()):
-        run = (reference_runs or {}).get(label)
+    for j, (label, value) in enumerate(references.items()):
+        run = reference_runs.get(label)
         colour = run_colour[run] if run is not None else f"C{(len(runs) + j) % 10}"
         ax.axhline(value, color=colour, linestyle=":", linewidth=1.5, label=label)
     if log_epochs:
@@ -274,10 +274,10 @@ def compare_curves(runs: Mapping[str, Iterable[Mapping[str, Any]]], path: PathLi
     ax.grid(True, alpha=0.3)
     if drawn:
         ys = np.concatenate([series[name][1] for name in drawn])
-        low = min([float(np.min(ys))] + list((references or {}).values()))
+        low = min([float(np.min(ys))] + list(references.values()))
         high = float(np.max(ys)) if sparse else float(np.quantile(ys, 0.9))
         ax.set_ylim(*_padded_range(np.array([low, high])))
-        fig.legend(loc="outside lower center", ncol=min(2, len(drawn) + len(references or {})),
+        fig.legend(loc="outside lower center", ncol=min(2, len(drawn) + len(references)),
                    fontsize=9)
     else:
         _no_data(ax, "no data yet")

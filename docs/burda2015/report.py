@@ -93,7 +93,8 @@ def _observations(rows: dict[str, dict]) -> list[str]:
             out.append(
                 f"- {iwae['label']} vs VAE: no epoch evaluated in both yet ({iwae['label']} "
                 f"at epoch {iwae['at_epoch']}: test NLL {iwae['nll']:.2f}, test −ELBO "
-                f"{iwae['neg_elbo']:.2f}, active units {iwae['active']}); checked once they share one.")
+                f"{iwae['neg_elbo']:.2f}, active units {iwae['active']}); checked once they "
+                "share one.")
             continue
         better_nll = iwae["nll"] < vae["nll"]
         worse_elbo = iwae["neg_elbo"] > vae["neg_elbo"]
@@ -101,8 +102,8 @@ def _observations(rows: dict[str, dict]) -> list[str]:
         out.append(
             f"- {iwae['label']} vs VAE (both at epoch {vae['at_epoch']}): test NLL "
             f"{iwae['nll']:.2f} vs {vae['nll']:.2f} ({'better' if better_nll else 'not better'}: "
-            f"the paper's 'better NLL' {'holds' if better_nll else 'does not hold'}); test −ELBO {iwae['neg_elbo']:.2f} vs "
-            f"{vae['neg_elbo']:.2f} ({'worse' if worse_elbo else 'not worse'}: the paper's "
+            f"the paper's 'better NLL' {'holds' if better_nll else 'does not hold'}); "
+            f"test −ELBO {iwae['neg_elbo']:.2f} vs {vae['neg_elbo']:.2f} ({'worse' if worse_elbo else 'not worse'}: the paper's "
             f"'worse ELBO' {'holds' if worse_elbo else 'does not hold'}); active units "
             f"{iwae['active']} vs {vae['active']} ({'more' if more_units else 'not more'}: "
             f"'more active units' {'holds' if more_units else 'does not hold'}).")
@@ -121,9 +122,9 @@ def main(runs_dir="runs/burda"):
         "−ELBO: one posterior sample per image. Times: training on one CPU core each (pinned "
         "with taskset; the machine's other core ran another row), evaluation of the final "
         "model (of the latest curve point for a row still training; one that ran beside a "
-        "training on the same core took about twice as long). The learning rate drops by 10^(−1/7) at "
-        "the end of epochs 1, 4, 13, 40, 121, 364 and 1093 (the curve's epoch axis is "
-        "logarithmic).\n",
+        "training on the same core took about twice as long). The learning rate drops by "
+        "10^(−1/7) at the end of epochs 1, 4, 13, 40, 121, 364 and 1093 (the curve's epoch "
+        "axis is logarithmic).\n",
         "| row | epochs (of planned) | train time | test NLL | paper | gap | test −ELBO | "
         "active units | eval time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
