@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Burda et al. (2015), table 1, one stochastic layer: the README's three rows, each trained for
-# the paper's 3280 epochs (experiments/iwae_mnist.py), then its test-NLL learning curve: the
+# Burda et al. (2015), table 1: the README's rows, each trained for the paper's 3280 epochs
+# (experiments/iwae_mnist.py, one stochastic layer; experiments/iwae_two_layer.py, two), then
+# its test-NLL learning curve: the
 # kept checkpoints at CURVE_EPOCHS evaluated like the final model (IWAE K=5000, all 10,000 test
 # images) with `vaejax eval --epoch`. Every 80th epoch's checkpoint is kept; every 40th for
 # IWAE k=50, about 20x slower per epoch than the VAE on CPU, so a short budget has a curve too.
 #
-#   experiments/burda2015.sh [ROW...]        # rows: vae_k1 iwae_k5 iwae_k50 (default: these)
-#                                            # and vae_k1_cosine500 (a shorter schedule)
+#   experiments/burda2015.sh [ROW...]        # rows: vae_k1 iwae_k5 iwae_k50 (default: these),
+#                                            # vae_k1_cosine500 (a shorter schedule) and
+#                                            # two_layer_vae_k1 (seed 0, two stochastic layers)
 #   python docs/burda2015/report.py          # the README's table and figures
 #
 # Resumable: run it again after an interruption. Training resumes from its last checkpoint, a
@@ -22,11 +24,13 @@ declare -A FLAGS=(
   [iwae_k50]="--config.objective.kind=iwae --config.objective.num_samples=50 --config.train.keep_every=40"
   # the VAE row with the learning rate decayed by a cosine over 500 epochs instead
   [vae_k1_cosine500]="--config.objective.kind=elbo --config.optimizer.schedule=cosine --config.train.epochs=500"
+  [two_layer_vae_k1]="--config.objective.kind=elbo"
 )
+declare -A CONFIGS=([two_layer_vae_k1]=experiments/iwae_two_layer.py)
 for row in ${ROWS[@]}; do
   echo "== $row -> $OUT/$row"
   # shellcheck disable=SC2086
-  $VAEJAX train --config experiments/iwae_mnist.py --workdir "$OUT/$row" --resume ${FLAGS[$row]}
+  $VAEJAX train --config "${CONFIGS[$row]:-experiments/iwae_mnist.py}" --workdir "$OUT/$row" --resume ${FLAGS[$row]}
   for epoch in $CURVE_EPOCHS; do
     [ -d "$OUT/$row/checkpoints/$epoch" ] || continue  # past this row's epochs
     if compgen -G "$OUT/$row/evals/epoch-$(printf %06d "$epoch")_k5000_n10000.json" >/dev/null; then

@@ -6,6 +6,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -127,3 +128,28 @@ def test_optax_steps_lower_the_loss_on_a_fixed_batch(kind):
         params, opt_state, _ = step(params, opt_state, jax.random.key(10 + i))
     after = loss_fn(params, eval_key)
     assert after < before - 20.0, (before, after)
+
+
+def test_output_bias_mean_logit_starts_at_the_mean_images_logits():
+    mean_image = np.random.default_rng(0).uniform(0, 1, (4, 4, 1)).astype(np.float32)
+    mean_image[0, 0, 0], mean_image[0, 1, 0] = 0.0, 1.0  # clipped to 0.001 and 0.999
+    model = models.build(dict(kind="mlp", latent_dim=2, hidden_sizes=(8,), output_bias="mean_logit"),
+                         (4, 4, 1), mean_image=mean_image)
+    params = model.init(jax.random.key(0))
+    p = np.clip(mean_image.reshape(-1).astype(np.float64), 0.001, 0.999)
+    np.testing.assert_allclose(params["decoder"]["Dense_1"]["bias"], np.log(p) - np.log1p(-p), rtol=1e-5, atol=1e-5)
+    assert float(params["decoder"]["Dense_1"]["bias"][0]) == pytest.approx(np.log(0.001 / 0.999), rel=1e-5)
+    zeros = models.build(dict(kind="mlp", latent_dim=2, hidden_sizes=(8,)), (4, 4, 1),
+                         mean_image=mean_image).init(jax.random.key(0))
+    assert not np.any(zeros["decoder"]["Dense_1"]["bias"])  # the default stays Flax's zeros
+
+
+def test_output_bias_errors_say_what_to_do():
+    fields = dict(kind="mlp", latent_dim=2, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="needs the mean training image"):
+        models.build({**fields, "output_bias": "mean_logit"}, (4, 4, 1))
+    with pytest.raises(ValueError, match="sets Bernoulli logits; with model.likelihood='gaussian'"):
+        models.build({**fields, "output_bias": "mean_logit", "likelihood": "gaussian"}, (4, 4, 1),
+                     mean_image=np.full((4, 4, 1), 0.5))
+    with pytest.raises(ValueError, match="Unknown model.output_bias 'mean'"):
+        models.build({**fields, "output_bias": "mean"}, (4, 4, 1))

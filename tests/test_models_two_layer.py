@@ -88,11 +88,13 @@ def test_architecture_and_shapes():
     model = two_layer.two_layer_vae(data_shape=(28, 28, 1))  # the paper's
     params = model.init(jax.random.key(0))
     shapes = jax.tree.map(jnp.shape, params)
-    assert [shapes["q_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(784, 100), (100, 100), (100, 200)]
-    assert [shapes["q_z2"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(100, 50), (50, 50), (50, 100)]
-    assert [shapes["p_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(50, 50), (50, 50), (50, 200)]
-    assert [shapes["p_x"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(100, 100), (100, 100), (100, 784)]
+    assert [shapes["q_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(784, 200), (200, 200), (200, 200)]
+    assert [shapes["q_z2"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(100, 100), (100, 100), (100, 100)]
+    assert [shapes["p_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(50, 100), (100, 100), (100, 200)]
+    assert [shapes["p_x"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(100, 200), (200, 200), (200, 784)]
     assert model.data_shape == (784,)
+    # yburda/iwae, experiments.py --layers 2: 784-200-200-100(z1)-100-100-50(z2), mirrored in p
+    assert base.num_params(params) == 521_084
     q = model.posterior(params, jnp.zeros(784))
     assert q.event_shape == {"z1": (100,), "z2": (50,)}
     assert model.prior(params).event_shape == {"z2": (50,), "z1": (100,)}
@@ -327,9 +329,14 @@ def test_wrong_shapes_are_clear_errors():
 
 def test_experiment_builds_the_papers_model_by_name():
     config = config_lib.load_config(REPO / "experiments" / "iwae_two_layer.py")
-    assert config.model.kind == "two_layer" and config.objective.kind == "iwae"
-    model = base.build(config.model, (28, 28, 1))
+    assert config.model.kind == "two_layer" and config.objective.kind == "elbo"
+    mean_image = np.linspace(0.0, 1.0, 784, dtype=np.float32).reshape(28, 28, 1)
+    model = base.build(config.model, (28, 28, 1), mean_image=mean_image)
     assert isinstance(model, two_layer.TwoLayerVAE) and model.latent_dims == (100, 50)
+    params = model.init(jax.random.key(0))
+    assert base.num_params(params) == 521_084
+    # the decoder's output bias starts at the logit of the (clipped) mean image, as Burda's code
+    p = np.clip(mean_image.reshape(-1).astype(np.float64), 0.001, 0.999)
+    np.testing.assert_allclose(params["p_x"]["Dense_2"]["bias"], np.log(p / (1 - p)), rtol=1e-5, atol=1e-5)
     runs = config_lib.load_module(REPO / "experiments" / "iwae_two_layer.py").get_sweep()
-    assert {(r["objective.kind"], r["objective.num_samples"]) for r in runs} == {
-        (kind, k) for kind in ("elbo", "iwae") for k in (1, 5, 50)}
+    assert [r["seed"] for r in runs] == [0, 1, 2]

@@ -114,9 +114,11 @@ def model_conditioning(model, objective, config) -> str | None:
     return conditioning
 
 
-def build_model(config, image_shape):
-    """The model `config.model` describes, for images of `image_shape` (H, W, C)."""
-    return models.build(config.model, image_shape, search_path=search_path(config))
+def build_model(config, image_shape, mean_image=None):
+    """The model `config.model` describes, for images of `image_shape` (H, W, C); `mean_image`
+    (H, W, C) is the mean training image / 255, for models that initialize from it."""
+    return models.build(config.model, image_shape, search_path=search_path(config),
+                        mean_image=mean_image)
 
 
 def _beta_schedule(objective_config) -> Callable:
@@ -153,14 +155,16 @@ class Program:
     batch_sharding: Any = None
 
     @classmethod
-    def build(cls, config, image_shape, num_train: int) -> "Program":
+    def build(cls, config, image_shape, num_train: int, mean_image=None) -> "Program":
+        """`mean_image`: the training split's `Examples.mean_image()`, for a model whose
+        initialization reads it (`model.output_bias = "mean_logit"`)."""
         if config.train.batch_size <= 0 or config.train.batch_size > num_train:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} must be in [1, {num_train}] "
                 f"(the number of training examples)."
             )
         data_lib.preprocessing_fn(config.data.preprocessing)  # a clear error for a bad name
-        model = build_model(config, image_shape)
+        model = build_model(config, image_shape, mean_image)
         factory = objective_factory(config)
         scalars = objective_scalars(factory)
         static = {k: v for k, v in dict(config.objective).items()

@@ -26,6 +26,10 @@ class Examples(NamedTuple):
     def num_examples(self) -> int:
         return int(self.images.shape[0])
 
+    def mean_image(self) -> np.ndarray:
+        """(H, W, C) float32: the mean image, intensities / 255 (for a data-dependent init)."""
+        return (np.asarray(self.images, np.float64).mean(axis=0) / 255.0).astype(np.float32)
+
     def take(self, index) -> "Examples":
         """The examples at `index` (an index array, or a slice) of every field."""
         return jax.tree.map(lambda a: a[index], self)

@@ -33,11 +33,13 @@ image shape) and the other `config.model` fields as keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaejax import distributions, registry
 
@@ -61,14 +63,53 @@ def data_shape(model, image_shape) -> tuple[int, ...]:
     return tuple(int(d) for d in getattr(model, "data_shape", image_shape))
 
 
-def build(model_config, image_shape, *, search_path: str | None = None):
+def build(model_config, image_shape, *, search_path: str | None = None, mean_image=None):
     """The model `model_config.kind` names, called with `data_shape=image_shape` and the
-    other fields of `model_config` (a ConfigDict or dict) as keyword arguments."""
+    other fields of `model_config` (a ConfigDict or dict) as keyword arguments.
+
+    A factory whose signature names `mean_image` also gets it: the mean training image
+    (`image_shape`, intensities / 255), for a data-dependent initialization.
+    """
     fields = dict(model_config)
     factory = MODELS.get(fields.pop("kind"), search_path=search_path)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    extra = ({"mean_image": mean_image}
+             if "mean_image" in inspect.signature(factory).parameters else {})
     return registry.call_with_fields(factory, fields, what=f"model.kind={model_config['kind']!r}",
-                                     data_shape=tuple(int(d) for d in image_shape))
+                                     data_shape=tuple(int(d) for d in image_shape), **extra)
+
+
+OUTPUT_BIASES = ("zeros", "mean_logit")
+
+
+def output_bias_init(output_bias: str, likelihood: str, mean_image, flat_shape):
+    """The initializer of a Bernoulli decoder's output bias (the logits at z's zero input).
+
+    "zeros": Flax's default. "mean_logit": logit(clip(mean_image, 0.001, 0.999)), so that the
+    untrained decoder already predicts each pixel's training-set mean, as in Burda et al.'s
+    code (yburda/iwae, datasets.py `get_train_bias_np`). `mean_image` is the mean training
+    image, intensities / 255, of any shape with `prod(flat_shape)` entries.
+    """
+    if output_bias not in OUTPUT_BIASES:
+        raise ValueError(f"Unknown model.output_bias {output_bias!r}; choose one of {OUTPUT_BIASES}.")
+    if output_bias == "zeros":
+        return nn.initializers.zeros_init()
+    if likelihood != "bernoulli":
+        raise ValueError(f"model.output_bias='mean_logit' sets Bernoulli logits; with "
+                         f"model.likelihood={likelihood!r} use output_bias='zeros'.")
+    if mean_image is None:
+        raise ValueError("model.output_bias='mean_logit' needs the mean training image: build the "
+                         "model through vaejax.program.Program.build (or pass mean_image=).")
+    mean = np.clip(np.asarray(mean_image, np.float64).reshape(flat_shape), 0.001, 0.999)
+    logits = jnp.asarray(np.log(mean) - np.log1p(-mean), jnp.float32)
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        if tuple(shape) != logits.shape:
+            raise ValueError(f"output bias of shape {tuple(shape)}, mean image of {logits.shape}")
+        return logits.astype(dtype)
+
+    return init
 
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn
+from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn, output_bias_init
 
 
 class MLPEncoder(nn.Module):
@@ -28,25 +28,34 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z (Z,) -> Dense(h) for h in hidden_sizes -> Dense(prod(output_shape)) -> reshape."""
+    """z (Z,) -> Dense(h) for h in hidden_sizes -> Dense(prod(output_shape)) -> reshape.
+
+    `output_bias_init` initializes the last layer's bias (zeros; see `base.output_bias_init`).
+    """
 
     hidden_sizes: Sequence[int]
     output_shape: tuple[int, ...]
     activation: str = "relu"
+    output_bias_init: Callable = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, z):
         h = z
         for size in self.hidden_sizes:
             h = activation_fn(self.activation)(nn.Dense(size)(h))
-        return nn.Dense(math.prod(self.output_shape))(h).reshape(self.output_shape)
+        out = nn.Dense(math.prod(self.output_shape), bias_init=self.output_bias_init)(h)
+        return out.reshape(self.output_shape)
 
 
 @MODELS.register("mlp")
 def mlp_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (400,),
             activation: str = "relu", likelihood: str = "bernoulli",
-            gaussian_logvar: str | float = "learned") -> EncoderDecoderVAE:
+            gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
+            mean_image=None) -> EncoderDecoderVAE:
     """Encoder `hidden_sizes`, decoder the same reversed, reading flat (H*W*C,) vectors.
+
+    `output_bias` is where the decoder's last bias starts (`base.output_bias_init`: "zeros",
+    or "mean_logit" from `mean_image`, which the program passes).
 
     Flat, because an MLP on (28, 28, 1) images runs ~30% slower on CPU: XLA's CPU layouts
     for the trailing size-1 axis cost a copy per step. The data stay images elsewhere.
@@ -55,6 +64,7 @@ def mlp_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequenc
     flat = (math.prod(int(d) for d in data_shape),)
     return EncoderDecoderVAE.make(
         MLPEncoder(tuple(hidden_sizes), latent_dim, activation),
-        MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat, activation),
+        MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat, activation,
+                   output_bias_init(output_bias, likelihood, mean_image, flat)),
         data_shape=flat, latent_dim=latent_dim, likelihood=likelihood,
         gaussian_logvar=gaussian_logvar)

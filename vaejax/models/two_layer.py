@@ -2,9 +2,9 @@
 
 Section 5 of "Importance Weighted Autoencoders", on flat (H*W*C,) vectors, z = {"z1", "z2"}:
 
-    q(z1, z2 | x) = q(z1 | x) q(z2 | z1)     x -100-100-> z1 (100)   z1 -50-50-> z2 (50)
-    p(z1, z2)     = p(z2) p(z1 | z2)         p(z2) = N(0, I)         z2 -50-50-> z1
-    p(x | z1, z2) = p(x | z1)                z1 -100-100-> x: Bernoulli logits
+    q(z1, z2 | x) = q(z1 | x) q(z2 | z1)     x -200-200-> z1 (100)   z1 -100-100-> z2 (50)
+    p(z1, z2)     = p(z2) p(z1 | z2)         p(z2) = N(0, I)         z2 -100-100-> z1
+    p(x | z1, z2) = p(x | z1)                z1 -200-200-> x: Bernoulli logits
 
 every conditional a diagonal Gaussian N(mean, diag(exp(logvar))) from a tanh MLP. Both the
 posterior and the prior are a `GaussianChain`: a Gaussian over one variable, then a
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions
-from vaejax.models.base import LIKELIHOODS, MODELS, activation_fn
+from vaejax.models.base import LIKELIHOODS, MODELS, activation_fn, output_bias_init
 from vaejax.models.mlp import MLPDecoder, MLPEncoder
 
 
@@ -167,14 +167,16 @@ class TwoLayerVAE:
 
 @MODELS.register("two_layer")
 def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (100, 50),
-                  hidden_sizes: Sequence[Sequence[int]] = ((100, 100), (50, 50)),
+                  hidden_sizes: Sequence[Sequence[int]] = ((200, 200), (100, 100)),
                   activation: str = "tanh", likelihood: str = "bernoulli",
-                  gaussian_logvar: str | float = "learned") -> TwoLayerVAE:
-    """Burda et al.'s two-stochastic-layer VAE on flat (H*W*C,) vectors.
+                  gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
+                  mean_image=None) -> TwoLayerVAE:
+    """Burda et al.'s two-stochastic-layer VAE on flat (H*W*C,) vectors; the defaults are
+    their widths (yburda/iwae, experiments.py: 521,084 parameters on MNIST).
 
     `hidden_sizes[0]` are the layers between x and z1 (the decoder p(x|z1) mirrors them),
     `hidden_sizes[1]` those between z1 and z2, both ways; () is a linear map.
-    `likelihood` and `gaussian_logvar` as for the MLP VAE.
+    `likelihood`, `gaussian_logvar` and `output_bias` as for the MLP VAE.
     """
     activation_fn(activation)  # validate early
     if likelihood not in LIKELIHOODS:
@@ -192,5 +194,7 @@ def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (10
         q_z1=MLPEncoder(x_hidden, z1_dim, activation),
         q_z2=ConditionalGaussian(z_hidden, z2_dim, activation),
         p_z1=ConditionalGaussian(tuple(reversed(z_hidden)), z1_dim, activation),
-        p_x=wrap(MLPDecoder(tuple(reversed(x_hidden)), flat, activation), flat, gaussian_logvar),
+        p_x=wrap(MLPDecoder(tuple(reversed(x_hidden)), flat, activation,
+                            output_bias_init(output_bias, likelihood, mean_image, flat)),
+                 flat, gaussian_logvar),
         data_shape=flat, latent_dims=latent_dims, observation=likelihood)

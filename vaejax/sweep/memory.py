@@ -12,6 +12,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaejax import data as data_lib
 from vaejax.program import Program, run_keys
@@ -30,7 +31,8 @@ def memory_estimate(config, data_shape: Sequence[int], num_members: int) -> dict
     Any model of the protocol works, since nothing is read from its layers. Compiling takes
     seconds per group shape. Not counted: the uint8 images (on the device once, shared).
     """
-    program = Program.build(config, data_shape, config.train.batch_size)
+    mean_image = np.full(tuple(data_shape), 0.5, np.float32)  # shapes only: no data here
+    program = Program.build(config, data_shape, config.train.batch_size, mean_image)
     hyper = jax.tree.map(lambda a: jax.ShapeDtypeStruct((num_members,) + a.shape, a.dtype),
                          program.hyper(config))
     state = jax.eval_shape(jax.vmap(program.init_state), hyper)
