@@ -9,7 +9,8 @@
 #   experiments/burda2015.sh [ROW...]        # rows: vae_k1 iwae_k5 iwae_k50 (default: these),
 #                                            # vae_k1_cosine500 (a shorter schedule) and
 #                                            # two_layer_vae_k1 (seed 0, two stochastic layers)
-#   python docs/burda2015/report.py          # the README's table and figures
+#   vaejax record $OUT/ROW docs/burda2015/records/ROW   # the row's record (no checkpoints)
+#   vaejax report docs/burda2015             # the page, figures and README table
 #
 # Resumable: run it again after an interruption. Training resumes from its last checkpoint, a
 # finished run is kept, and a curve point already evaluated is not evaluated again.

@@ -20,6 +20,7 @@ common=(
   --config.objective.kind=elbo --config.objective.num_samples=1
   --config.objective.beta_schedule=constant
   --config.optimizer.learning_rate=1e-3 --config.optimizer.eps=1e-4
+  --config.optimizer.schedule=constant
   --config.eval.iwae_samples=5000 --config.eval.num_test_examples="${NUM_TEST:-2000}"
 )
 for exp in ${EXPERIMENTS[@]}; do

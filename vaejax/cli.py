@@ -7,6 +7,8 @@
     vaejax sweep experiments/latent_kl_sweep.py --workdir sweeps/x [--dry-run] [--shard i/n]
     vaejax sweep experiments/latent_kl_sweep.py --workdir sweeps/x --submit slurm [--slurm-*]
     vaejax sweep-report sweeps/x
+    vaejax record runs/x docs/study/records/row      # a run's published record
+    vaejax report docs/study [--check]                # a study's page from its records
     vaejax data info NAME | vaejax data fetch NAME
 """
 
@@ -91,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep-report", help="merge a sweep's results into tables and figures")
     p.add_argument("workdir")
 
+    p = sub.add_parser("record", help="copy a run's records (no checkpoints) into a study")
+    p.add_argument("workdir")
+    p.add_argument("dest", help="docs/<study>/records/<row>")
+
+    p = sub.add_parser("report", help="a study's page, figures and README blocks from its records")
+    p.add_argument("studies", nargs="+", help="docs/<study> folders")
+    p.add_argument("--check", action="store_true",
+                   help="regenerate nothing; fail if a config drifted or a page is stale")
+
     p = sub.add_parser("data", help="dataset information and caching")
     p.add_argument("action", choices=("info", "fetch"))
     p.add_argument("name", help="mnist | fashion_mnist | binarized_mnist | cifar10 | idx:<folder>")
@@ -124,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
                  locking.DirectoryLockedError, FileNotFoundError, ValueError, SlurmError,
                  distributed.PeerLostError, distributed.PrimaryFailedError)
+        # published.RecordError is a ValueError: a bad record reads as one line too
         if os.environ.get("VAEJAX_TRACEBACK") == "1":
             _leave_with_traceback()
             raise
@@ -245,6 +257,27 @@ def _run(args, overrides: list[str]) -> int:
         from vaejax import sweep  # noqa: PLC0415
 
         sweep.report(args.workdir)
+    elif args.command == "record":
+        from vaejax import published  # noqa: PLC0415
+
+        published.write_record(args.workdir, args.dest)
+    elif args.command == "report":
+        from vaejax import published  # noqa: PLC0415
+
+        if not args.check:
+            for study in args.studies:
+                for path in published.report(study):
+                    print(f"report: {study}/{path}")
+            return 0
+        failed = 0
+        for study in args.studies:
+            problems = published.check(study)
+            print(f"report --check {study}: " + ("records, config, page and figures current"
+                                                  if not problems else f"{len(problems)} problem(s)"))
+            for problem in problems:
+                print(f"  - {problem}")
+            failed += bool(problems)
+        return 1 if failed else 0
     elif args.command == "data":
         from vaejax import data  # noqa: PLC0415
 

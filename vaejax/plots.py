@@ -18,6 +18,7 @@ size: `TRAINING_CURVES_PX` and `SWEEP_FIGURE_PX` (width, height).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import pathlib
@@ -32,7 +33,7 @@ from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 DPI = 100
 SEPARATOR_PX = 1                 # between tiles of a mosaic, in decoded pixels
@@ -620,16 +621,56 @@ def _new_figure(width_px: int, height_px: int, **kwargs) -> Figure:
     return Figure(figsize=((width_px + 0.01) / DPI, (height_px + 0.01) / DPI), dpi=DPI, facecolor="white", **kwargs)
 
 
+# The PNG text chunk that holds `content_digest` of the figure drawn.
+CONTENT_KEY = "vaejax:content"
+
+
+def _numbers(values) -> str:
+    """Numbers as text at 6 significant digits: the same data from another platform's floats
+    or another matplotlib's transforms reads the same."""
+    values = np.asarray(values, dtype=float).reshape(-1)
+    return ",".join(f"{v:.6g}" for v in values)
+
+
+def content_digest(fig: Figure) -> str:
+    """sha256 of what `fig` shows, not of its pixels: each axes' title, labels, lines (data
+    and label), collections (points), patches (bars, in data units), images (arrays) and
+    texts, and the figure's texts. Another matplotlib or font renders other pixels from the
+    same content, and the digest is the same; a changed number changes it."""
+    parts = [f"text:{t.get_text()}" for t in fig.texts]
+    for ax in fig.axes:
+        parts += [f"axes:{ax.get_title()}|{ax.get_xlabel()}|{ax.get_ylabel()}"]
+        parts += [f"line:{line.get_label()}:{_numbers(line.get_xydata())}" for line in ax.get_lines()]
+        parts += [f"points:{_numbers(c.get_offsets())}" for c in ax.collections]
+        parts += [f"patch:{_numbers(patch.get_patch_transform().transform(patch.get_path().vertices))}"
+                  for patch in ax.patches]
+        parts += [f"image:{_numbers(image.get_array())}" for image in ax.get_images()]
+        parts += [f"text:{t.get_text()}" for t in ax.texts]
+        legend = ax.get_legend()
+        if legend is not None:
+            parts += [f"legend:{t.get_text()}" for t in legend.get_texts()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def read_content_digest(path: PathLike) -> str | None:
+    """The `content_digest` a PNG written here carries (None for a PNG without one)."""
+    with Image.open(path) as image:
+        return getattr(image, "text", {}).get(CONTENT_KEY)
+
+
 def _save(fig: Figure, path: PathLike) -> pathlib.Path:
-    """Renders with Agg and writes an RGB PNG via a temporary file, so readers never see half a file."""
+    """Renders with Agg and writes an RGB PNG via a temporary file, so readers never see half a
+    file. The PNG carries `content_digest(fig)` (`read_content_digest`)."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    info = PngImagePlugin.PngInfo()
+    info.add_text(CONTENT_KEY, content_digest(fig))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
+        Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG", pnginfo=info)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

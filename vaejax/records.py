@@ -156,6 +156,20 @@ def git_commit() -> dict | None:
     return {"commit": commit, "dirty": dirty}
 
 
+def hardware() -> dict:
+    """This machine's CPU model and cores (and the cores this process may use)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(),
+            "cores_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+
+
 def environment() -> dict:
     devices = jax.devices()
     return {
@@ -164,6 +178,7 @@ def environment() -> dict:
         "device_count": len(devices),
         "process_count": jax.process_count(),
         "platform": platform.platform(),
+        "hardware": hardware(),
         "versions": package_versions(),
         "git": git_commit(),
     }
