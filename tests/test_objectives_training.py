@@ -24,19 +24,35 @@ KINDS = {  # kind -> overrides; two members differ in every traced scalar
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_objective_trains_a_vmapped_group(kind):
-    config = tiny_config(f"objective.kind={kind}", *KINDS[kind])
+    """Three members: the config, the same seed with every traced scalar doubled, and another
+    seed. Training lowers each member's loss (a sign-flipped objective raises it), and the
+    doubled scalars change the trajectory (a scalar that never reaches the loss does not)."""
+    config = tiny_config(f"objective.kind={kind}", "optimizer.learning_rate=1e-2", *KINDS[kind])
     program = Program.build(config, IMAGE_SHAPE, 64)
-    members = [program.hyper(config), program.hyper(config)]
-    members[1] = {**members[1], "seed": jnp.int32(1), **{s: members[1][s] * 2 for s in program.scalars}}
+    base = program.hyper(config)
+    members = [base, {**base, **{s: base[s] * 2 for s in program.scalars}},
+               {**base, "seed": jnp.int32(1)}]
     hyper = jax.tree.map(lambda *a: jnp.stack(a), *members)
-    fns = loop.epoch_functions(program, num_members=2)
+    fns = loop.epoch_functions(program, num_members=3)
     state = jax.vmap(program.init_state)(hyper)
     before = jax.tree.map(np.asarray, state.params)
-    state, metrics = fns.epoch(state, hyper, jnp.asarray(images(64)), jnp.int32(0))
-    assert metrics["loss"].shape == (2, 8) and np.all(np.isfinite(metrics["loss"]))
+    # two black-and-white prototypes: learnable, so training must lower the loss
+    prototypes = (images(2) > 127).astype(np.uint8) * 255
+    data = jnp.asarray(prototypes[np.arange(64) % 2])
+    losses = []
+    for epoch in range(4):
+        state, metrics = fns.epoch(state, hyper, data, jnp.int32(epoch))
+        losses.append(np.asarray(metrics["loss"]))
+    losses = np.concatenate(losses, axis=1)  # (3 members, 32 steps)
+    assert losses.shape == (3, 32) and np.all(np.isfinite(losses))
+    assert np.all(losses[:, -8:].mean(1) < losses[:, :8].mean(1) - 0.5), losses
     assert {"loss", "rate", "distortion", "lr", *program.scalars} <= set(metrics)
     for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
         assert np.all(np.isfinite(a)) and not np.array_equal(a, b)
+    first = lambda tree, i: [np.asarray(leaf[i]) for leaf in jax.tree.leaves(tree)]  # noqa: E731
+    same_seed_other_scalars = any(not np.array_equal(a, b) for a, b in
+                                  zip(first(state.params, 0), first(state.params, 1)))
+    assert same_seed_other_scalars == bool(program.scalars)
     assert all(f"objective.{s}" in vmapped_keys(config) for s in program.scalars)
 
 

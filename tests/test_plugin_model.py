@@ -136,3 +136,37 @@ def test_plugin_objective_by_module_path(tmp_path, mnist_dir):
     from vaejax.program import vmapped_keys  # noqa: PLC0415
     assert "objective.scale" in vmapped_keys(config)
     assert np.isfinite(row["train/loss"])
+
+
+def test_an_experiment_outside_the_checkout_finds_the_model_beside_it(tmp_path, mnist_dir,
+                                                                       monkeypatch):
+    """A user's experiment in its own folder, built on experiments/default.py with
+    `load_config` (which sets experiment_dir to the checkout's experiments/ on the way),
+    trains the model from the file beside it: the file named on the command line decides."""
+    research = tmp_path / "research"
+    research.mkdir()
+    (research / "my_model.py").write_text(textwrap.dedent('''
+        from vaejax import models
+
+        def make(*, data_shape, latent_dim, width):
+            return models.mlp_vae(data_shape=data_shape, latent_dim=latent_dim, hidden_sizes=(width,))
+    '''))
+    (research / "my_experiment.py").write_text(textwrap.dedent(f'''
+        from vaejax.config import load_config
+
+        def get_config():
+            config = load_config({str(REPO / "experiments" / "default.py")!r})
+            config.model = dict(kind="my_model:make", latent_dim=2, width=16)
+            return config
+    '''))
+    monkeypatch.chdir(tmp_path)  # not the checkout, not the experiment's folder
+    argv = ["train", "--config", str(research / "my_experiment.py"), "--workdir", "run",
+            "--config.data.name=mnist", f"--config.data.data_dir={mnist_dir}",
+            "--config.data.num_train=256", "--config.train.epochs=1", "--config.train.batch_size=64",
+            "--config.eval.iwae_samples=0", "--config.eval.figures=false",
+            "--config.eval.num_test_examples=100"]
+    assert cli.main(argv) == 0
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert recorded["experiment_dir"] == str(research)
+    assert recorded["model"]["kind"] == "my_model:make"
+    assert records.read_metrics(tmp_path / "run")[0]["epoch"] == 1

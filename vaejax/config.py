@@ -42,15 +42,17 @@ def sibling(this_file: str, name: str):
 def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
     """`get_config()` of the file at `path`, with `overrides` ("a.b=value") applied.
 
-    Sets `experiment_dir` to the file's folder (unless the file sets it): `"module:attribute"`
-    models and objectives are imported from there.
+    Sets `experiment_dir` to the file's folder: `"module:attribute"` plug-ins are imported
+    from there. The file named here decides, whatever configs its get_config() loads on the
+    way (a user's experiment built on `load_config(".../experiments/default.py")` finds the
+    plug-ins beside it); `--config.experiment_dir=...` overrides it. run.json records it, so
+    `vaejax reproduce` looks in the same folder.
     """
     module = load_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} has no get_config() function.")
     config = module.get_config()
-    if not config.get("experiment_dir"):
-        config.experiment_dir = str(pathlib.Path(path).resolve().parent)
+    config.experiment_dir = str(pathlib.Path(path).resolve().parent)
     return apply_overrides(config, overrides)
 
 

@@ -112,13 +112,15 @@ def documented_command(run: dict, repo: pathlib.Path) -> dict:
 
 def write_record(workdir, dest, *, repo=None, log=print) -> pathlib.Path:
     """Copies what a page needs of `workdir` into the record folder `dest`: run.json (with the
-    hardware added where the run predates it), results.json, evals/, command.json and
+    CPU added where the run predates recording it), results.json, evals/, command.json and
     train.json. Updating the record of the same run (more epochs, more curve points) is the
     normal case; a record of another run (another config or seed) is refused."""
     workdir, dest = pathlib.Path(workdir), pathlib.Path(dest)
     repo = pathlib.Path(repo) if repo else pathlib.Path.cwd()
     run = records.read_run_record(workdir)
-    run.setdefault("hardware", records.hardware())
+    if "hardware" not in run:  # a run.json from before vaejax recorded it: this machine's CPU,
+        # but not the cores the training could use (this process's affinity is not the run's)
+        run["hardware"] = {**records.hardware(), "cores_used": None}
     if (dest / records.RUN_RECORD).exists():
         old = records.read_json(dest / records.RUN_RECORD)
         diff = _differences(old["config"], run["config"])

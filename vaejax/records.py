@@ -193,7 +193,8 @@ def config_differences(a: dict, b: dict) -> list[str]:
 
 
 def _normalize(value):
-    return list(value) if isinstance(value, tuple) else value
+    """Tuples (as configs hold them, nested too) and lists (as JSON reads them) alike."""
+    return [_normalize(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def write_run_record(workdir, config, *, data_source: str) -> None:

@@ -40,7 +40,8 @@ def _row(name, record) -> dict:
         "experiment": record.command["experiment"], "overrides": record.command["overrides"],
         "epochs": record.train["epochs"], "train_h": record.train["train_seconds"] / 3600,
         "epoch_s": record.train["median_epoch_seconds"], "train_curve": record.train["curve"],
-        "hardware": f"{hardware['cpu']}, {hardware['cores_used']} of {hardware['cores']} cores",
+        "hardware": f"{hardware['cpu']} ({hardware['cores']} cores"
+                    + (f", {hardware['cores_used']} used)" if hardware.get("cores_used") else ")"),
     }
 
 
@@ -61,8 +62,15 @@ def _table(rows) -> list[str]:
         lines.append(
             f"| {row['label']} | {row['epochs']} ({row['planned']}) | {last['epoch']} | "
             f"{_nll(last)} | {row['paper']:.2f} | {last['test/nll'] - row['paper']:+.2f} | "
-            f"{last['test/neg_elbo']:.2f} | {last['active_units']}/{last['latent_dim']} |")
+            f"{last['test/neg_elbo']:.2f} | {_active(last)} |")
     return lines
+
+
+def _active(point) -> str:
+    """'109/150 (z1 100, z2 9)': active units in all, and per latent variable when several."""
+    by = point.get("active_units_by_variable") or {}
+    per = f" ({', '.join(f'{k} {v}' for k, v in by.items())})" if len(by) > 1 else ""
+    return f"{point['active_units']}/{point['latent_dim']}{per}"
 
 
 def _curve_table(rows) -> list[str]:
@@ -97,7 +105,7 @@ def _observations(rows) -> list[str]:
             out.append(f"- epoch {p['epoch']}, {iwae['label']} against the VAE: test NLL "
                        f"{p['test/nll']:.2f} vs {q['test/nll']:.2f}, test −ELBO "
                        f"{p['test/neg_elbo']:.2f} vs {q['test/neg_elbo']:.2f}, active units "
-                       f"{p['active_units']} vs {q['active_units']}: "
+                       f"{_active(p)} vs {_active(q)}: "
                        + ", ".join(f"{what} {'holds' if ok else 'does not hold'}" for what, ok in
                                    zip(("better NLL", "worse ELBO", "more active units"), holds)))
     return out
