@@ -59,6 +59,15 @@ def test_epoch_is_a_pure_function_of_seed_and_epoch():
     assert set(metrics) == {"loss", "rate", "distortion", "beta", "lr"}
     c, _ = epoch(state, hyper, data, jnp.int32(1))  # another epoch: another batch order
     assert not np.array_equal(a.params["decoder"]["Dense_1"]["bias"], c.params["decoder"]["Dense_1"]["bias"])
+    # another seed: another batch order and other noise, from the same state
+    other = {**hyper, "seed": jnp.int32(1)}
+    d, _ = epoch(state, other, data, jnp.int32(0))
+    e, _ = epoch(state, other, data, jnp.int32(0))
+    jax.tree.map(np.testing.assert_array_equal, d, e)
+    assert not np.array_equal(a.params["decoder"]["Dense_1"]["bias"], d.params["decoder"]["Dense_1"]["bias"])
+    # and the seed alone decides: a copy of the hyperparameters with seed 0 again gives `a`
+    f, _ = epoch(state, {**other, "seed": jnp.int32(0)}, data, jnp.int32(0))
+    jax.tree.map(np.testing.assert_array_equal, a, f)
 
 
 def test_abstract_state_restores_without_data():
