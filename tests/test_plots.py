@@ -97,9 +97,12 @@ def test_image_grid_size_is_exact_where_inches_times_dpi_rounds_down(tmp_path):
 
 
 def test_prior_samples(tmp_path):
-    images = np.random.default_rng(0).uniform(size=(10,) + GRAY_28)
-    pixels = _read_png(plots.prior_samples(images, tmp_path / "prior.png"))
+    values = np.linspace(0.1, 0.9, 10)
+    pixels = _read_png(plots.prior_samples(_constant_tiles(values), tmp_path / "prior.png"))
     assert pixels.shape[:2] == (2 * 28 + 40, 2 * 289 + 16) == (96, 594)
+    # below the 32 px title band, one row of ten tiles in the order given
+    for c, value in enumerate(values):
+        assert abs(_gray_at(pixels, 32 + 28, 8 + 2 * 29 * c + 28) - round(255 * value)) <= 1, c
 
 
 def test_reconstructions_pairs_rows(tmp_path):
@@ -148,6 +151,23 @@ def test_latent_traversals(tmp_path):
     pixels = _read_png(path)
     # s = min(64 // 16, 2048 // 118) = 4; margins 88 px wide and high.
     assert pixels.shape[:2] == (4 * (3 * 16 + 2) + 88, 4 * (7 * 16 + 6) + 88) == (288, 560)
+    # row i is latent dim i's traversal, column j its j-th value: constant tiles show where
+    # each of the 21 images went (a transposed grid puts them elsewhere)
+    values = np.linspace(0.05, 0.95, 21)
+    pixels = _read_png(plots.latent_traversals(_constant_tiles(values, (16, 16, 1)), tmp_path / "t.png",
+                                               num_dims=3, num_steps=7, values=np.linspace(-3, 3, 7)))
+    band = pixels[:, :, 0].astype(int)
+    found = {}
+    for i, value in enumerate(values):  # each value's tile: the pixels of its gray level
+        ys, xs = np.nonzero(np.abs(band - round(255 * value)) <= 1)
+        assert ys.size >= 16 * 16, (i, value)
+        found[i] = (np.median(ys), np.median(xs))
+    for i in range(21):
+        row, step = divmod(i, 7)
+        if step:   # to the right of the previous step, in the same row
+            assert found[i][1] > found[i - 1][1] and abs(found[i][0] - found[i - 1][0]) < 4
+        if row:    # below the same step of the previous dim
+            assert found[i][0] > found[i - 7][0] and abs(found[i][1] - found[i - 7][1]) < 4
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -217,10 +237,39 @@ SWEEP_FIGURES = [plots.rate_distortion, plots.nll_vs_latent_dim, plots.active_un
                  plots.kl_per_unit]
 
 
+def _drawn_data(monkeypatch, plot, rows, path) -> list[str]:
+    """The points and lines `plot` draws for `rows` (not its texts), as text."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, p: (figures.append(fig), save(fig, p))[1])
+    plot(rows, path)
+    monkeypatch.setattr(plots, "_save", save)
+    (fig,) = figures
+    return sorted([plots._numbers(c.get_offsets()) for ax in fig.axes for c in ax.collections]
+                  + [plots._numbers(line.get_xydata()) for ax in fig.axes for line in ax.get_lines()]
+                  + [plots._numbers(im.get_array()) for ax in fig.axes for im in ax.get_images()]
+                  + [t.get_text() for ax in fig.axes for t in ax.texts if "skipped" not in t.get_text()])
+
+
 @pytest.mark.parametrize("plot", SWEEP_FIGURES)
-def test_sweep_figures_skip_incomplete_rows(tmp_path, plot):
+def test_sweep_figures_skip_incomplete_rows(tmp_path, plot, monkeypatch):
     pixels = _read_png(plot(_sweep_rows(), tmp_path / f"{plot.__name__}.png"))
     assert pixels.shape[:2] == tuple(reversed(plots.SWEEP_FIGURE_PX)) == (560, 800)
+    if plot is plots.kl_per_unit:
+        return  # its rows need kl_per_dim: test_kl_per_unit_... checks what it skips
+    # what is drawn from every row is what is drawn from the complete rows alone
+    keys = {plots.rate_distortion: ("test/rate", "test/distortion", "beta"),
+            plots.nll_vs_latent_dim: ("test/nll", "latent_dim"),
+            plots.active_units_vs_beta: ("active_units", "beta")}[plot]
+    complete = [row for row in _sweep_rows() if all(
+        isinstance(row.get(k), (int, float)) and np.isfinite(row[k]) for k in keys + ("latent_dim",))
+        and (plot is plots.nll_vs_latent_dim or row["beta"] > 0)]
+    assert 0 < len(complete) < len(_sweep_rows())
+    drawn = _drawn_data(monkeypatch, plot, _sweep_rows(), tmp_path / "all.png")
+    assert drawn and drawn == _drawn_data(monkeypatch, plot, complete, tmp_path / "complete.png")
+    changed = [dict(row) for row in complete]
+    changed[0][keys[0]] += 1.0  # and a changed value is seen
+    assert drawn != _drawn_data(monkeypatch, plot, changed, tmp_path / "changed.png")
 
 
 @pytest.mark.parametrize("plot", SWEEP_FIGURES)
