@@ -198,3 +198,25 @@ def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypat
     resumed.update(50)
     rate = float(lines[-1].split("examples/s")[0].split(", ")[-1])
     assert lines[-1].startswith("eval: 950/1,000 examples (95%)") and 4.0 < rate < 6.0
+
+
+def test_active_units_match_an_independent_numpy_computation():
+    """posterior_mean_variance is Cov_x(E_q[z_d]) over the examples (population variance), and
+    active_units counts the dimensions above the threshold: recomputed here with numpy from
+    the encoder's weights, on deterministically thresholded images."""
+    from vaejax import models  # noqa: PLC0415
+
+    model = models.build(dict(kind="mlp", latent_dim=6, hidden_sizes=(16,)), (4, 4, 1))
+    params = model.init(jax.random.key(0))
+    images = np.random.default_rng(3).integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+    x = (images.reshape(40, 16) > 127).astype(np.float64)  # preprocessing "threshold"
+    enc = jax.tree.map(lambda a: np.asarray(a, np.float64), params["encoder"])
+    hidden = np.maximum(x @ enc["Dense_0"]["kernel"] + enc["Dense_0"]["bias"], 0.0)
+    means = (hidden @ enc["Dense_1"]["kernel"] + enc["Dense_1"]["bias"])[:, :6]
+    variance = means.var(axis=0)
+    threshold = float(np.median(variance))  # half the units above it
+    metrics = evaluate.elbo_metrics(model, params, jnp.asarray(images), jax.random.key(1),
+                                    data_shape=model.data_shape, preprocessing="threshold",
+                                    batch_size=16, threshold=threshold)
+    np.testing.assert_allclose(metrics["posterior_mean_variance"], variance, rtol=2e-4, atol=1e-7)
+    assert int(metrics["active_units"]) == int(np.sum(variance > threshold)) == 3

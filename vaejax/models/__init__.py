@@ -15,7 +15,6 @@ from vaejax.models.base import LIKELIHOODS
 from vaejax.models.base import MODELS
 from vaejax.models.base import EncoderDecoderVAE
 from vaejax.models.base import GaussianHead
-from vaejax.models.base import Model
 from vaejax.models.base import activation_fn
 from vaejax.models.base import build
 from vaejax.models.base import data_shape

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -44,18 +44,6 @@ import numpy as np
 from vaejax import distributions, registry
 
 MODELS = registry.Registry("model", "model.kind")
-
-
-class Model(Protocol):
-    """What vaejax needs of a model (see the module docstring)."""
-
-    def init(self, key: jax.Array) -> Any: ...
-
-    def posterior(self, params: Any, x: jax.Array) -> Any: ...
-
-    def prior(self, params: Any) -> Any: ...
-
-    def likelihood(self, params: Any, z: jax.Array) -> Any: ...
 
 
 def data_shape(model, image_shape) -> tuple[int, ...]:
