@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import config as config_lib
-from vaejax import loop
+from vaejax import progress as progress_lib
 from vaejax.data import load_splits
 from vaejax.program import Program
 
@@ -32,7 +32,7 @@ def table(rounds: int = 7, log=print) -> str:
     splits = load_splits(config, log=lambda *_: None)
     program = Program.build(config, splits.train.images.shape[1:], splits.train.images.shape[0])
     hyper = program.hyper(config)
-    progress = loop.Progress(program.steps_per_epoch, program.batch_size)  # prints nothing:
+    progress = progress_lib.Progress(program.steps_per_epoch, program.batch_size)  # prints nothing:
     progress.start("bench", 0, 1, log=lambda *_: None)                    # interval 30 s
     epochs, states = {}, {}
     for name, every in SETTINGS.items():

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from vaejax import config as config_lib  # noqa: E402
 from vaejax import evaluate  # noqa: E402
+from vaejax import metrics as metrics_lib  # noqa: E402
 from vaejax.data import load_splits  # noqa: E402
 from vaejax.program import Program, run_keys  # noqa: E402
 
@@ -155,7 +156,7 @@ def bench_iwae(result, rate, num_examples, k, log):
 
     encode, decode, prior = objectives.model_functions(program.model, params)
     one = jax.jit(lambda x: objectives.iwae_log_weights(
-        jax.random.key(0), x, encode, decode, likelihood=evaluate.binary_log_likelihood,
+        jax.random.key(0), x, encode, decode, likelihood=metrics_lib.binary_log_likelihood,
         num_samples=k, prior=prior))
     x0 = jnp.zeros(program.data_shape)
     flops = flops_of(one.lower(x0).compile()) * num_examples
@@ -197,7 +198,7 @@ def main():
     log(f"quality after {quality_epochs} epochs: vaejax vs plain script")
     q = bench_training("experiments/bench_mlp.py", [f"train.epochs={quality_epochs}"],
                        quality_epochs, rate, quiet)
-    m = evaluate.elbo_metrics(q["program"].model, q["state"].params, q["splits"].test,
+    m = metrics_lib.elbo_metrics(q["program"].model, q["state"].params, q["splits"].test,
                               jax.random.key(123), data_shape=q["program"].data_shape,
                               preprocessing="dynamic_binarize", batch_size=500)
     vaejax_test = float(m["neg_elbo"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vaejax import distributions, evaluate
+from vaejax import metrics as metrics_lib
 from vaejax import config as config_lib
 
 
@@ -92,7 +93,7 @@ def test_evaluation_compiles_once_per_model_and_settings():
         return evaluate.test_metrics(program, None, hyper, images, eval_config, log=lambda *_: None)
 
     def cache_sizes():
-        return evaluate._elbo_metrics._cache_size(), evaluate._iwae_batch._cache_size()
+        return metrics_lib.compiled_elbo_metrics._cache_size(), metrics_lib.compiled_iwae_batch._cache_size()
 
     first = run(0)
     compiled = cache_sizes()
@@ -178,13 +179,13 @@ def test_an_interrupted_iwae_evaluation_continues_where_it_stopped(trained, tmp_
 def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypatch):
     """Outside a terminal (nohup, Slurm) the IWAE evaluation reports lines, not a tqdm bar
     whose carriage returns pile up into one line of the log."""
-    from vaejax import loop
+    from vaejax import progress as progress_lib  # noqa: PLC0415
 
     lines = []
-    progress = evaluate.ProgressLines("eval IWAE K=250", 1000, log=lines.append)
+    progress = progress_lib.ProgressLines("eval IWAE K=250", 1000, log=lines.append)
     progress.update(100)
     assert lines == []  # within PROGRESS_INTERVAL of the start
-    monkeypatch.setattr(loop, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(progress_lib, "PROGRESS_INTERVAL", 0.0)
     progress.update(150)
     assert len(lines) == 1 and lines[0].startswith("eval IWAE K=250: 250/1,000 examples (25%), ")
     assert "examples/s, done in " in lines[0]
@@ -192,7 +193,7 @@ def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypat
     assert len(lines) == 1  # the last batch: the results line says it
 
     # a resumed evaluation restores 900 examples at once: the rate counts only what follows
-    resumed = evaluate.ProgressLines("eval", 1000, log=lines.append)
+    resumed = progress_lib.ProgressLines("eval", 1000, log=lines.append)
     resumed.update(900)
     resumed._first = (resumed._first[0] - 10.0, resumed._first[1])  # 10 s ago
     resumed.update(50)
@@ -215,7 +216,7 @@ def test_active_units_match_an_independent_numpy_computation():
     means = (hidden @ enc["Dense_1"]["kernel"] + enc["Dense_1"]["bias"])[:, :6]
     variance = means.var(axis=0)
     threshold = float(np.median(variance))  # half the units above it
-    metrics = evaluate.elbo_metrics(model, params, jnp.asarray(images), jax.random.key(1),
+    metrics = metrics_lib.elbo_metrics(model, params, jnp.asarray(images), jax.random.key(1),
                                     data_shape=model.data_shape, preprocessing="threshold",
                                     batch_size=16, threshold=threshold)
     np.testing.assert_allclose(metrics["posterior_mean_variance"], variance, rtol=2e-4, atol=1e-7)

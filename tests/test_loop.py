@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaejax import checkpoints, loop, records
+from vaejax import checkpoints, loop, progress, records
 from vaejax.program import Program
 
 from tiny import IMAGE_SHAPE, images, tiny_config  # noqa: E402
@@ -82,7 +82,7 @@ def test_progress_callback_reports_steps_and_changes_nothing():
 
 def test_progress_lines_inside_an_epoch(tmp_path, monkeypatch):
     """With the interval at 0 every callback prints: steps, percent, rate and time left."""
-    monkeypatch.setattr(loop, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL", 0.0)
     config = tiny_config("train.progress_every=4")
     program = Program.build(config, IMAGE_SHAPE, 64)
     hyper = program.hyper(config)

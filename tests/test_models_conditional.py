@@ -13,6 +13,7 @@ import pytest
 import vaejax
 from vaejax import data as data_lib
 from vaejax import evaluate, objectives
+from vaejax import metrics as metrics_lib
 from vaejax import config as config_lib
 from vaejax.models import conditional
 from vaejax.program import Program
@@ -140,8 +141,8 @@ def test_evaluation_reads_the_labels():
     images = jax.random.randint(jax.random.key(1), (30,) + IMAGE_SHAPE, 0, 256).astype(jnp.uint8)
     labels = jnp.arange(30, dtype=jnp.int32) % CLASSES
     kw = dict(data_shape=model.data_shape, preprocessing="dynamic_binarize", batch_size=10)
-    right = evaluate.elbo_metrics(model, params, data_lib.Examples(images, labels), jax.random.key(3), **kw)
-    wrong = evaluate.elbo_metrics(model, params, data_lib.Examples(images, (labels + 1) % CLASSES),
+    right = metrics_lib.elbo_metrics(model, params, data_lib.Examples(images, labels), jax.random.key(3), **kw)
+    wrong = metrics_lib.elbo_metrics(model, params, data_lib.Examples(images, (labels + 1) % CLASSES),
                                   jax.random.key(3), **kw)
     assert float(right["neg_elbo"]) != pytest.approx(float(wrong["neg_elbo"]))
     log_px = evaluate.iwae_log_likelihood(model, params, data_lib.Examples(images, labels), jax.random.key(3),

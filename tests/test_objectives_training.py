@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vaejax import loop
-from vaejax.objectives import bounds, training
+from vaejax.objectives import bounds, common, training
 from vaejax.program import Program, vmapped_keys
 
 from tiny import IMAGE_SHAPE, images, tiny_config  # noqa: E402
@@ -75,7 +75,7 @@ def test_piwae_sends_the_decoder_iwae_and_the_encoder_miwae():
 
     def bound(fn, **kw):
         def loss(p):
-            encode, decode, prior = training.model_functions(model, p)
+            encode, decode, prior = common.model_functions(model, p)
             return fn(key, x, encode, decode, prior=prior, **kw)[0] * -1.0, None
         return loss
 
@@ -98,7 +98,7 @@ def test_rws_decoder_gets_the_iwae_gradient_and_the_encoder_the_wake_phi_update(
     rws = _grad(lambda p: program.objective(key, x, model, p), params)
 
     def iwae(p):
-        encode, decode, prior = training.model_functions(model, p)
+        encode, decode, prior = common.model_functions(model, p)
         return -bounds.batch_iwae_bound(key, x, encode, decode, prior=prior, num_samples=4)[0], None
 
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from vaejax import config as config_lib
-from vaejax import records
+from vaejax import files, records
 
 from tiny import tiny_config  # noqa: E402
 
@@ -46,7 +46,7 @@ def test_truncate_metrics_drops_epochs_to_train_again(tmp_path):
 def test_records_follow_the_umask_like_ordinary_files(tmp_path, mask):
     old = os.umask(mask)
     try:
-        assert records.umask() == mask
+        assert files.umask() == mask
         records.write_json(tmp_path / "r.json", {"a": 1})
         (tmp_path / "ordinary").write_text("x")
     finally:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vaejax import checkpoints, loop, records, train
+from vaejax import files as files_lib
 from vaejax.program import Program
 
 from run_helpers import REPO, comparable, final_params, killed_before_checkpoint, small_config
@@ -149,4 +150,4 @@ def test_every_file_of_a_run_is_as_readable_as_the_umask_allows(trained):
     names = {p.name for p in files}
     assert {"run.json", "metrics.jsonl", "results.json", "training_curves.png"} <= names
     modes = {str(p.relative_to(workdir)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
-    assert set(modes.values()) == {oct(0o666 & ~records.umask())}, modes
+    assert set(modes.values()) == {oct(0o666 & ~files_lib.umask())}, modes

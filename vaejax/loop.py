@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import evaluate, events, records
+from vaejax import events, records
+from vaejax import metrics as metrics_lib
+from vaejax.progress import Progress, duration
 
 # Metrics that measure the machine, not the model: excluded from reproducibility checks.
 TIMING_KEYS = ("epoch_time", "examples_per_sec", "compile_time", "wall_time")
@@ -33,51 +35,6 @@ TIMING_KEYS = ("epoch_time", "examples_per_sec", "compile_time", "wall_time")
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-PROGRESS_INTERVAL = 30.0  # seconds: the least time between two progress lines inside an epoch
-
-
-class Progress:
-    """Lines from inside an epoch: the host side of `Program.train_epoch`'s `on_steps`
-    callback (every `program.progress_every` steps), with the rate and the time left.
-
-    At most one line per `interval` seconds, so epochs shorter than that print none (their
-    one line per epoch is enough). `start` is called before each epoch.
-    """
-
-    def __init__(self, steps_per_epoch: int, batch_size: int, *, interval: float | None = None):
-        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
-        self.interval = PROGRESS_INTERVAL if interval is None else interval
-        self.log, self.label, self.epoch, self.epochs = print, "train", 0, 1
-        self._start = self._last = time.perf_counter()
-
-    def start(self, label: str, epoch: int, epochs: int, log=print) -> None:
-        self.label, self.epoch, self.epochs, self.log = label, epoch, epochs, log
-        self._start = self._last = time.perf_counter()
-
-    def __call__(self, steps_done) -> None:
-        now = time.perf_counter()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        done, elapsed = int(steps_done), now - self._start
-        per_step = elapsed / max(done, 1)
-        epoch_left = per_step * (self.steps_per_epoch - done)
-        run_left = epoch_left + per_step * self.steps_per_epoch * (self.epochs - self.epoch - 1)
-        self.log(f"{self.label}: epoch {self.epoch + 1}/{self.epochs}: step {done}/"
-                 f"{self.steps_per_epoch} ({100 * done // self.steps_per_epoch}%), "
-                 f"{done * self.batch_size / elapsed:,.0f} examples/s, epoch ends in "
-                 f"{duration(epoch_left)}, training in {duration(run_left)}")
-
-
-def duration(seconds: float) -> str:
-    """4 s, 3 min, 2.5 h: a time left, as people read it."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @dataclasses.dataclass
@@ -96,7 +53,7 @@ def epoch_functions(program, *, num_members: int | None = None, out_shardings=No
     """`program`'s epoch (state donated) and validation, jitted; vmapped over a leading
     member axis of state and hyper when `num_members` is given."""
     def validate(params, hyper, images):
-        return evaluate.validation_metrics(program, params, hyper, images)
+        return metrics_lib.validation_metrics(program, params, hyper, images)
 
     progress = Progress(program.steps_per_epoch, program.batch_size)
     train_epoch = functools.partial(program.train_epoch, on_steps=progress,

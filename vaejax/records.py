@@ -11,13 +11,12 @@ import pathlib
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
 
 from vaejax import config as config_lib
-from vaejax import events
+from vaejax.files import atomic_write_text
 
 RUN_RECORD = "run.json"
 METRICS = "metrics.jsonl"
@@ -28,40 +27,6 @@ DAMAGED = "damaged.json"  # written by a sweep for a member whose records cannot
 # (experiment_dir: where the experiment file was read from, which moves with the checkout.)
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.keep_every", "train.progress_every", "experiment_dir")
-
-
-def umask() -> int:
-    """The process's file-mode creation mask, read without changing it (Linux), else set
-    and restored at once."""
-    try:
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` via a temporary file and a rename: never a half-written file.
-    The file gets the mode an ordinary new file would (0666 less the umask), as orbax's
-    checkpoints beside it do, so a team's shared sweep directory stays readable."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:  # name the file (disk full)
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
 
 
 def write_json(path, obj) -> None:
@@ -198,8 +163,7 @@ def _normalize(value):
 
 
 def write_run_record(workdir, config, *, data_source: str) -> None:
-    """Writes run.json for a new run; for a resumed run, checks the config is the same.
-    Either way the config also goes to the run's TensorBoard events (`events.write_hparams`)."""
+    """Writes run.json for a new run; for a resumed run, checks the config is the same."""
     path = pathlib.Path(workdir) / RUN_RECORD
     resolved = config_lib.to_dict(config)
     if path.exists():
@@ -222,7 +186,6 @@ def write_run_record(workdir, config, *, data_source: str) -> None:
             **environment(),
         }
     write_json(path, record)
-    events.write_hparams(workdir, config)  # TensorBoard's HParams tab: the same config
 
 
 def read_run_record(workdir) -> dict:

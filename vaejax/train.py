@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, events, locking, loop, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -139,6 +139,7 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
         with distributed.primary_first("run record"):
             if distributed.is_primary():
                 records.write_run_record(workdir, config, data_source=splits.source)
+                events.write_hparams(workdir, config)  # TensorBoard's HParams tab: the same config
         result = _train(config, workdir, program, splits, hyper, state,
                         evaluate_at_end=evaluate_at_end, log=log)
     distributed.finish()

@@ -8,6 +8,7 @@ counts), is never trusted: the load logs one line naming the file and rebuilds i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,16 +16,27 @@ import pathlib
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vaejax import records
-
-if TYPE_CHECKING:
-    from vaejax.data.sources import _Source
+from vaejax.files import umask
 
 __all__ = ["CACHE_ENV_VAR", "cache_dir"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where a dataset was resolved from (`vaejax.data.sources` resolves it): what its
+    cache entry is keyed by."""
+
+    kind: str                        # "idx" | "system" | "amat" | "tfds"
+    location: str                    # a folder, or the TFDS data dir
+    files: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+    tfds_name: str = ""
+
+    def __str__(self) -> str:
+        return f"tfds:{self.tfds_name}" if self.kind == "tfds" else f"{self.kind}:{self.location}"
+
 
 CACHE_ENV_VAR = "VAEJAX_CACHE"
 _CACHE_FORMAT = 1          # bump when the arrays a source yields change meaning
@@ -130,7 +142,7 @@ def _write_cache(path: pathlib.Path, arrays: dict, origin: str) -> None:
             np.savez(f, source=np.array(origin), **payload)  # uncompressed: np.load is fast
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~records.umask())  # mkstemp makes 0600; a cache is not a secret
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; a cache is not a secret
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

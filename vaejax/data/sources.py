@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vaejax.data.cache import _cache_file, _read_cache, _write_cache, cache_dir
+from vaejax.data.cache import _cache_file, _read_cache, _Source, _write_cache, cache_dir
 
 __all__ = [
     "CorruptDataError",
@@ -237,17 +237,6 @@ def _read_amat_slow(path: pathlib.Path, raw: bytes) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Sources: resolve (cheap: checks files exist), then read.
-
-@dataclasses.dataclass(frozen=True)
-class _Source:
-    kind: str                        # "idx" | "system" | "amat" | "tfds"
-    location: str                    # a folder, or the TFDS data dir
-    files: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
-    tfds_name: str = ""
-
-    def __str__(self) -> str:
-        return f"tfds:{self.tfds_name}" if self.kind == "tfds" else f"{self.kind}:{self.location}"
-
 
 _IDX_ROLES = {  # role -> (split names, file kind, idx rank)
     "train_images": (("train",), "images", 3),

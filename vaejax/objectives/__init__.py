@@ -28,7 +28,7 @@ from vaejax.objectives.training import RWS
 from vaejax.objectives.tcvae import TCVAE
 from vaejax.objectives.tcvae import batch_tcvae
 from vaejax.objectives.training import OBJECTIVES
-from vaejax.objectives.training import mean_over_examples
-from vaejax.objectives.training import model_functions
+from vaejax.objectives.common import mean_over_examples
+from vaejax.objectives.common import model_functions
 from vaejax.objectives.wake_sleep import batch_reweighted_wake_sleep
 from vaejax.objectives.wake_sleep import reweighted_wake_sleep

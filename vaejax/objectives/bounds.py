@@ -87,7 +87,7 @@ def posterior(encode, x, caller):
     return distributions.DiagGaussian(mean_Z, logvar_Z)
 
 
-def _prior(prior, q):
+def default_prior(prior, q):
     """p(z): `prior`, or N(0, I) over q's event shape when None."""
     if prior is None:
         return distributions.StandardNormal(tuple(q.event_shape))
@@ -97,12 +97,12 @@ def _prior(prior, q):
     return prior
 
 
-def _check_num_samples(num_samples, name="num_samples"):
+def check_num_samples(num_samples, name="num_samples"):
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"{name} must be a Python int >= 1 (it fixes shapes), got {num_samples!r}")
 
 
-def _check_scalar(value, name):
+def check_scalar(value, name):
     if jnp.ndim(value) != 0:
         raise ValueError(
                 f"{name} must be a scalar (got shape {jnp.shape(value)}); to sweep it, "
@@ -117,7 +117,7 @@ def _is_concrete_zero(value):
         return False
 
 
-def _log_likelihoods(x, z_S, decode, log_likelihood):
+def log_likelihoods(x, z_S, decode, log_likelihood):
     """log p(x|z_s) for each of S latents: `(S, ...) -> (S,)`, decoding with jax.vmap."""
     if jax.tree.leaves(z_S)[0].shape[0] == 1:  # a length-1 vmap costs ~10% of a CPU train step
         return log_likelihood(x, decode(jax.tree.map(lambda z: z[0], z_S)))[None]
@@ -211,13 +211,13 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
             "elbo": reconstruction - kl, the plain ELBO (beta=1, no free bits).
             "kl_per_dim": (latent_dim,) closed-form KL per dimension, where there is one.
     """
-    _check_num_samples(num_samples)
-    _check_scalar(beta, "beta")
-    _check_scalar(free_bits, "free_bits")
+    check_num_samples(num_samples)
+    check_scalar(beta, "beta")
+    check_scalar(free_bits, "free_bits")
     _check_estimator(gradient_estimator, "elbo")
     log_likelihood = log_likelihood_fn(likelihood)
     q = posterior(encode, x, "elbo")
-    p = _prior(prior, q)
+    p = default_prior(prior, q)
     closed = distributions.kl_closed_form(q, p) if analytic_kl else None
     if not _is_concrete_zero(free_bits) and (closed is None or closed.per_dim is None):
         if not analytic_kl:
@@ -236,7 +236,7 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         z_S, log_q_S = distributions.sample_and_log_prob(q, key, (num_samples,))
     else:
         z_S = q.sample(seed=key, sample_shape=(num_samples,))
-    reconstruction = jnp.mean(_log_likelihoods(x, z_S, decode, log_likelihood))
+    reconstruction = jnp.mean(log_likelihoods(x, z_S, decode, log_likelihood))
     aux = {"reconstruction": reconstruction}
     if closed is None:
         kl = jnp.mean(log_q_S - p.log_prob(z_S))
@@ -258,7 +258,7 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     return value, aux
 
 
-class _Draws(NamedTuple):
+class Draws(NamedTuple):
     """K draws z_k ~ q(z|x) of one example and their log densities, each log term (K,)."""
 
     q: object
@@ -273,16 +273,16 @@ class _Draws(NamedTuple):
         return self.log_px_z + self.log_pz - self.log_qz
 
 
-def _draws(key, x, encode, decode, log_likelihood, num_samples, prior, caller) -> _Draws:
-    _check_num_samples(num_samples)
+def _draws(key, x, encode, decode, log_likelihood, num_samples, prior, caller) -> Draws:
+    check_num_samples(num_samples)
     q = posterior(encode, x, caller)
-    p = _prior(prior, q)
+    p = default_prior(prior, q)
     z_K, log_qz_K = distributions.sample_and_log_prob(q, key, (num_samples,))
-    log_px_z_K = _log_likelihoods(x, z_K, decode, log_likelihood)
-    return _Draws(q, p, z_K, log_px_z_K, p.log_prob(z_K), log_qz_K)
+    log_px_z_K = log_likelihoods(x, z_K, decode, log_likelihood)
+    return Draws(q, p, z_K, log_px_z_K, p.log_prob(z_K), log_qz_K)
 
 
-def _group_iwae(log_w_MxK):
+def group_iwae(log_w_MxK):
     """mean over groups m of log (1/K) sum_k w_mk: (M, K) -> scalar."""
     return jnp.mean(jax.nn.logsumexp(log_w_MxK, axis=-1)) - math.log(log_w_MxK.shape[-1])
 
@@ -313,7 +313,7 @@ def _dreg_log_weights(draws, x, decode, log_likelihood, num_groups, caller):
         return z_fixed + w_K.reshape((num_draws,) + (1,) * (z.ndim - 1)) * (z - z_fixed)
 
     z = jax.tree.map(scale_path, draws.z)
-    return _log_likelihoods(x, z, decode, log_likelihood) + draws.p.log_prob(z) - q_fixed.log_prob(z)
+    return log_likelihoods(x, z, decode, log_likelihood) + draws.p.log_prob(z) - q_fixed.log_prob(z)
 
 
 def _estimator_log_weights(draws, x, decode, log_likelihood, num_groups, gradient_estimator, caller):
@@ -335,7 +335,7 @@ def iwae_log_weights(key, x, encode, decode, *, likelihood="bernoulli", num_samp
                   "iwae_log_weights").log_w
 
 
-def _weight_aux(draws, log_w_MxK):
+def weight_aux(draws, log_w_MxK):
     log_sum_w_M = jax.nn.logsumexp(log_w_MxK, axis=-1)
     return {
         "reconstruction": jnp.mean(draws.log_px_z),
@@ -380,17 +380,17 @@ def miwae_bound(key, x, encode, decode, *, num_groups, num_samples, likelihood="
 def _grouped_iwae(key, x, encode, decode, num_groups, num_samples, likelihood, prior,
                   gradient_estimator, caller):
     """`miwae_bound`, and `iwae_bound` as its case M = 1; `caller` names it in errors."""
-    _check_num_samples(num_groups, "num_groups")
-    _check_num_samples(num_samples)
+    check_num_samples(num_groups, "num_groups")
+    check_num_samples(num_samples)
     _check_estimator(gradient_estimator, caller)
     log_likelihood = log_likelihood_fn(likelihood)
     draws = _draws(key, x, encode, decode, log_likelihood, num_groups * num_samples, prior, caller)
     log_w_MxK = draws.log_w.reshape(num_groups, num_samples)
-    value = _group_iwae(log_w_MxK)
+    value = group_iwae(log_w_MxK)
     if gradient_estimator != "reparam":
         log_w = _estimator_log_weights(draws, x, decode, log_likelihood, num_groups, gradient_estimator, caller)
-        value = with_gradient_of(value, _group_iwae(log_w.reshape(num_groups, num_samples)))
-    return value, _weight_aux(draws, log_w_MxK)
+        value = with_gradient_of(value, group_iwae(log_w.reshape(num_groups, num_samples)))
+    return value, weight_aux(draws, log_w_MxK)
 
 
 def iwae_bound(key, x, encode, decode, *, likelihood="bernoulli", num_samples, prior=None,
@@ -431,17 +431,17 @@ def ciwae_bound(key, x, encode, decode, *, beta, num_samples, likelihood="bernou
         (value, aux): value a scalar in nats; aux as `iwae_bound`'s, plus "iwae" the
         K-sample IWAE bound.
     """
-    _check_num_samples(num_samples)
-    _check_scalar(beta, "beta")
+    check_num_samples(num_samples)
+    check_scalar(beta, "beta")
     _check_estimator(gradient_estimator, "ciwae_bound")
     log_likelihood = log_likelihood_fn(likelihood)
     draws = _draws(key, x, encode, decode, log_likelihood, num_samples, prior, "ciwae_bound")
 
     def combination(log_w_elbo, log_w_iwae):
-        return beta * jnp.mean(log_w_elbo) + (1.0 - beta) * _group_iwae(log_w_iwae[None])
+        return beta * jnp.mean(log_w_elbo) + (1.0 - beta) * group_iwae(log_w_iwae[None])
 
-    aux = _weight_aux(draws, draws.log_w[None])
-    aux["iwae"] = _group_iwae(draws.log_w[None])
+    aux = weight_aux(draws, draws.log_w[None])
+    aux["iwae"] = group_iwae(draws.log_w[None])
     value = combination(draws.log_w, draws.log_w)
     if gradient_estimator != "reparam":
         caller = f"ciwae_bound(gradient_estimator={gradient_estimator!r})"
@@ -452,7 +452,7 @@ def ciwae_bound(key, x, encode, decode, *, beta, num_samples, likelihood="bernou
     return value, aux
 
 
-def _batch(objective, key, x, encode, decode, kw):
+def batch_of(objective, key, x, encode, decode, kw):
     if jnp.ndim(x) < 1 or jnp.shape(x)[0] < 1:
         raise ValueError(
                 f"batch_{objective.__name__} expects x with a leading batch axis, shape (batch, ...), "
@@ -468,17 +468,17 @@ def batch_elbo(key, x, encode, decode, **kw):
     Returns (mean value, aux averaged over the batch axis); aux["kl_per_dim"] keeps
     shape (latent_dim,). Keyword arguments (including `prior`) go to `elbo`.
     """
-    return _batch(elbo, key, x, encode, decode, kw)
+    return batch_of(elbo, key, x, encode, decode, kw)
 
 
 def batch_miwae_bound(key, x, encode, decode, **kw):
     """`miwae_bound` averaged over a batch `x` of shape (batch, ...), one key per example."""
-    return _batch(miwae_bound, key, x, encode, decode, kw)
+    return batch_of(miwae_bound, key, x, encode, decode, kw)
 
 
 def batch_ciwae_bound(key, x, encode, decode, **kw):
     """`ciwae_bound` averaged over a batch `x` of shape (batch, ...), one key per example."""
-    return _batch(ciwae_bound, key, x, encode, decode, kw)
+    return batch_of(ciwae_bound, key, x, encode, decode, kw)
 
 
 def batch_iwae_bound(key, x, encode, decode, **kw):
@@ -487,4 +487,4 @@ def batch_iwae_bound(key, x, encode, decode, **kw):
     Returns (mean value, aux averaged over the batch axis). Keyword arguments
     (num_samples is required) go to `iwae_bound`.
     """
-    return _batch(iwae_bound, key, x, encode, decode, kw)
+    return batch_of(iwae_bound, key, x, encode, decode, kw)

@@ -35,6 +35,7 @@ import numpy as np
 
 from vaejax import distributions
 from vaejax.objectives import bounds
+from vaejax.objectives.common import model_functions
 
 SAMPLINGS = ("mws", "mss")
 
@@ -89,13 +90,13 @@ def batch_tcvae(key, x, encode, decode, *, dataset_size, alpha=1.0, beta=1.0, ga
     batch_size = jnp.shape(x)[0]
     _check_static(dataset_size, sampling, batch_size)
     for weight, name in ((alpha, "alpha"), (beta, "beta"), (gamma, "gamma")):
-        bounds._check_scalar(weight, name)
+        bounds.check_scalar(weight, name)
     log_likelihood = bounds.log_likelihood_fn(likelihood)
 
     def one(key, x_i):
         q = bounds.posterior(encode, x_i, "batch_tcvae")
         z = q.sample(seed=key)
-        return q, z, log_likelihood(x_i, decode(z)), bounds._prior(prior, q).log_prob(z)
+        return q, z, log_likelihood(x_i, decode(z)), bounds.default_prior(prior, q).log_prob(z)
 
     q_B, z_BxZ, log_px_B, log_pz_B = jax.vmap(one)(jax.random.split(key, batch_size), x)
     # [i, j, d] = log q(z_id | x_j): row i is z_i under every example's posterior.
@@ -131,8 +132,6 @@ class TCVAE:
         _check_static(self.dataset_size, self.sampling)
 
     def __call__(self, key, x_BxD, model, params, *, alpha=1.0, beta=1.0, gamma=1.0):
-        from vaejax.objectives.training import model_functions  # noqa: PLC0415 (training imports us)
-
         encode, decode, prior = model_functions(model, params)
         value, aux = batch_tcvae(key, x_BxD, encode, decode, dataset_size=self.dataset_size,
                                  alpha=alpha, beta=beta, gamma=gamma, prior=prior,

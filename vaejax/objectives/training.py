@@ -30,41 +30,12 @@ import dataclasses
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from vaejax import registry
-from vaejax.objectives import bounds
-from vaejax.objectives import tcvae
-from vaejax.objectives import wake_sleep
+from vaejax.objectives import bounds, tcvae, wake_sleep
+from vaejax.objectives.common import mean_over_examples, model_functions
 
 OBJECTIVES = registry.Registry("objective", "objective.kind")
-
-
-def model_functions(model, params, condition=None):
-    """(encode, decode, prior) of `model` at `params`, as the bounds take them; for a model
-    conditioned on each example's label (`model.conditioning`), given that `condition`."""
-    if condition is None:
-        return (functools.partial(model.posterior, params),
-                functools.partial(model.likelihood, params), model.prior(params))
-    return (lambda x: model.posterior(params, x, condition),
-            lambda z: model.likelihood(params, z, condition), model.prior(params, condition))
-
-
-def mean_over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
-    """`bound(key_i, x_i, encode, decode, prior=prior, **kw)` averaged over a batch.
-
-    Example i gets `jax.random.split(key, B)[i]` (the keys of `batch_elbo` & co.) and
-    `(encode, decode, prior) = functions(condition_B[i])` (None when `condition_B` is None).
-    Returns (mean value, aux averaged over the batch axis).
-    """
-    keys = jax.random.split(key, x_BxD.shape[0])
-
-    def one(k, x, condition):
-        encode, decode, prior = functions(condition)
-        return bound(k, x, encode, decode, prior=prior, **kw)
-
-    values_B, aux = jax.vmap(one)(keys, x_BxD, condition_B)
-    return jnp.mean(values_B), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux)
 
 
 def _functions(model, params):

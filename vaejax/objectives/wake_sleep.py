@@ -31,22 +31,22 @@ def reweighted_wake_sleep(key, x, encode, decode, *, num_samples, likelihood="be
         (value, aux): value a scalar in nats; aux as `iwae_bound`'s ("reconstruction",
         "kl", "elbo", "ess"), Monte Carlo averages over the K draws.
     """
-    bounds._check_num_samples(num_samples)
+    bounds.check_num_samples(num_samples)
     log_likelihood = bounds.log_likelihood_fn(likelihood)
     q = bounds.posterior(encode, x, "reweighted_wake_sleep")
-    p = bounds._prior(prior, q)
+    p = bounds.default_prior(prior, q)
     z_K = jax.lax.stop_gradient(q.sample(seed=key, sample_shape=(num_samples,)))
-    draws = bounds._Draws(q, p, z_K, bounds._log_likelihoods(x, z_K, decode, log_likelihood),
+    draws = bounds.Draws(q, p, z_K, bounds.log_likelihoods(x, z_K, decode, log_likelihood),
                           p.log_prob(z_K), q.log_prob(z_K))
     log_w_1xK = draws.log_w[None]
     w_K = jax.lax.stop_gradient(jax.nn.softmax(draws.log_w))
     wake = jnp.sum(w_K * (draws.log_px_z + draws.log_pz)) + jnp.sum(w_K * draws.log_qz)  # theta + phi
-    value = bounds.with_gradient_of(bounds._group_iwae(log_w_1xK), wake)
-    return value, jax.lax.stop_gradient(bounds._weight_aux(draws, log_w_1xK))
+    value = bounds.with_gradient_of(bounds.group_iwae(log_w_1xK), wake)
+    return value, jax.lax.stop_gradient(bounds.weight_aux(draws, log_w_1xK))
 
 
 def batch_reweighted_wake_sleep(key, x, encode, decode, **kw):
     """`reweighted_wake_sleep` averaged over a batch `x` of shape (batch, ...), one key per example."""
-    return bounds._batch(reweighted_wake_sleep, key, x, encode, decode, kw)
+    return bounds.batch_of(reweighted_wake_sleep, key, x, encode, decode, kw)
 
 

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, events, locking, loop, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -133,6 +133,7 @@ def _start_run(run: Run, sweep_dir, group: Group, data_source: str) -> pathlib.P
     run_dir = run.workdir(sweep_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     records.write_run_record(run_dir, run.config, data_source=data_source)
+    events.write_hparams(run_dir, run.config)  # TensorBoard's HParams tab: the same config
     record = records.read_run_record(run_dir)
     record["sweep"] = {"workdir": str(pathlib.Path(sweep_dir).resolve()), "run": run.name,
                        "group": group.id, "overrides": run.overrides,

@@ -149,7 +149,7 @@ def progress(rows: list[dict]) -> str:
     slowest member's epochs left times its epoch time (measured, or else the median of the
     groups measured so far), plus one evaluation (its members are evaluated together,
     vmapped); groups run one after another (one process). "" when nothing has been measured yet."""
-    from vaejax.loop import duration  # noqa: PLC0415
+    from vaejax.progress import duration  # noqa: PLC0415
 
     counted = [r for r in rows if not r["_progress"]["damaged"]]
     done = sum(r["_progress"]["done"] for r in counted)
