@@ -126,3 +126,44 @@ def test_changing_iwae_mnist_batch_size_fails_every_study_built_on_it(tmp_path):
                                    readme=root / "README.md")
         drift = [p for p in problems if "train.batch_size: recorded 100, resolved today 20" in p]
         assert bool(drift) == (study.name in built_on), (study.name, problems)
+
+
+def test_a_sweep_runs_record_resolves_from_the_sweep_file_and_its_point(tmp_path, mnist_dir,
+                                                                         monkeypatch):
+    """A sweep run's documented command is the sweep file plus the run's point of the sweep:
+    the check resolves it, and a changed point in the sweep file is named."""
+    root = tmp_path / "repo"
+    (root / "experiments").mkdir(parents=True)
+    shutil.copy(REPO / "experiments" / "default.py", root / "experiments" / "default.py")
+    sweep_file = root / "experiments" / "tiny_sweep.py"
+    sweep_file.write_text(
+        "from vaejax.config import sibling\n\n"
+        "def get_config():\n"
+        "    config = sibling(__file__, 'default').get_config()\n"
+        f"    config.data.name, config.data.data_dir = 'mnist', {str(mnist_dir)!r}\n"
+        "    config.data.num_train, config.data.num_validation = 256, 10000\n"
+        "    config.model.hidden_sizes, config.model.latent_dim = (16,), 2\n"
+        "    config.train.epochs, config.train.batch_size = 1, 64\n"
+        "    config.eval.iwae_samples, config.eval.num_test_examples = 0, 100\n"
+        "    config.eval.figures = False\n"
+        "    return config\n\n"
+        "def get_sweep():\n"
+        "    return [{'objective.beta': 0.5}, {'objective.beta': 2.0}]\n")
+    monkeypatch.chdir(root)
+    argv = ["sweep", "experiments/tiny_sweep.py", "--workdir", str(tmp_path / "sweep")]
+    monkeypatch.setattr(sys, "argv", ["vaejax", *argv])
+    assert cli.main(argv) == 0
+    (run,) = [p for p in (tmp_path / "sweep" / "runs").iterdir()
+              if json.loads((p / "run.json").read_text())["config"]["objective"]["beta"] == 2.0]
+    study = root / "docs" / "toy"
+    study.mkdir(parents=True)
+    (study / "report.py").write_text("def render(records, out_dir):\n    return {}\n")
+    published.write_record(run, study / "records" / "beta2", repo=root)
+    command = published.read_records(study)["beta2"].command
+    assert command["experiment"] == "experiments/tiny_sweep.py"
+    assert command["overrides"] == ["objective.beta=2.0"]
+    assert published.check("docs/toy", repo=root, readme=root / "README.md") == []
+    sweep_file.write_text(sweep_file.read_text().replace("config.train.epochs, config.train.batch_size = 1, 64",
+                                                         "config.train.epochs, config.train.batch_size = 1, 32"))
+    problems = published.check("docs/toy", repo=root, readme=root / "README.md")
+    assert any("train.batch_size: recorded 64, resolved today 32" in p for p in problems), problems

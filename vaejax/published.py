@@ -47,8 +47,8 @@ TRAIN_CURVE_POINTS = 200
 
 # Fields every record must have: run.json's, and each evaluation's (results.json, evals/*.json).
 RUN_FIELDS = ("config", "seed", "command", "versions", "git", "hardware")
-EVAL_FIELDS = ("epoch", "test/neg_elbo", "test/nll", "test/nll_stderr", "iwae_samples",
-               "num_test_examples", "active_units", "latent_dim")
+EVAL_FIELDS = ("epoch", "test/neg_elbo", "num_test_examples", "active_units", "latent_dim")
+NLL_FIELDS = ("test/nll", "test/nll_stderr", "iwae_samples")  # with an IWAE estimate
 TRAIN_FIELDS = ("epochs", "train_seconds", "median_epoch_seconds", "curve")
 # Settings that change where a run was trained, not what it computed.
 MACHINE_KEYS = ("experiment_dir",)
@@ -167,6 +167,8 @@ def _read(path: pathlib.Path, fields=()) -> Any:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise RecordError(f"{path}: cannot be read ({error})") from None
+    if fields == EVAL_FIELDS and any(f in value for f in NLL_FIELDS):
+        fields = EVAL_FIELDS + NLL_FIELDS
     missing = [f for f in fields if f not in value]
     if missing:
         raise RecordError(f"{path}: missing field(s) {missing}")
@@ -248,6 +250,8 @@ def update_readme(readme, study, blocks: dict[str, str], *, check=False) -> list
     """Writes each block between `<!-- report docs/<study>:<name> -->` and `<!-- /report -->`
     in the README (with check=True, only says which differ). A block with no marker is an
     error: the README must say where it goes."""
+    if not blocks:
+        return []
     readme, study = pathlib.Path(readme), pathlib.Path(study)
     text, problems = readme.read_text(), []
     for name, block in blocks.items():
