@@ -60,14 +60,9 @@ def quiet(*_):
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from vaejax import records  # noqa: PLC0415
+
+    cpu = records.hardware()["cpu"]
     dev = jax.devices()[0]
     return (f"{platform.node() or 'host'}: {cpu}, {os.cpu_count()} cores visible, "
             f"JAX {jax.__version__} on {jax.default_backend()} ({dev.device_kind}, "

@@ -156,8 +156,8 @@ class Program:
 
     @classmethod
     def build(cls, config, image_shape, num_train: int, mean_image=None) -> "Program":
-        """`mean_image`: the training split's `Examples.mean_image()`, for a model whose
-        initialization reads it (`model.output_bias = "mean_logit"`)."""
+        """`mean_image`: the training split's `Examples.mean_image()`, or that method (called
+        only for a model whose initialization reads it: `model.output_bias = "mean_logit"`)."""
         if config.train.batch_size <= 0 or config.train.batch_size > num_train:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} must be in [1, {num_train}] "

@@ -28,7 +28,7 @@ class Examples(NamedTuple):
 
     def mean_image(self) -> np.ndarray:
         """(H, W, C) float32: the mean image, intensities / 255 (for a data-dependent init)."""
-        return (np.asarray(self.images, np.float64).mean(axis=0) / 255.0).astype(np.float32)
+        return (np.asarray(self.images).mean(axis=0, dtype=np.float64) / 255.0).astype(np.float32)
 
     def take(self, index) -> "Examples":
         """The examples at `index` (an index array, or a slice) of every field."""

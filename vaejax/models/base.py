@@ -56,13 +56,15 @@ def build(model_config, image_shape, *, search_path: str | None = None, mean_ima
     other fields of `model_config` (a ConfigDict or dict) as keyword arguments.
 
     A factory whose signature names `mean_image` also gets it: the mean training image
-    (`image_shape`, intensities / 255), for a data-dependent initialization.
+    (`image_shape`, intensities / 255), for a data-dependent initialization; `mean_image`
+    may be a function returning it, called only then.
     """
     fields = dict(model_config)
     factory = MODELS.get(fields.pop("kind"), search_path=search_path)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    extra = ({"mean_image": mean_image}
-             if "mean_image" in inspect.signature(factory).parameters else {})
+    extra = {}
+    if "mean_image" in inspect.signature(factory).parameters:  # computed only when asked for
+        extra["mean_image"] = mean_image() if callable(mean_image) else mean_image
     return registry.call_with_fields(factory, fields, what=f"model.kind={model_config['kind']!r}",
                                      data_shape=tuple(int(d) for d in image_shape), **extra)
 
