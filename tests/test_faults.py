@@ -442,7 +442,8 @@ def test_a_beta_schedule_for_an_objective_without_beta_is_refused(tmp_path, mnis
                                       "--config.objective.beta_schedule=linear",
                                       "--config.objective.warmup_steps=100"]
     assert cli.main(["train", *flags, "--workdir", str(workdir)]) == 2
-    assert "objective.beta_schedule='linear' would do nothing" in capsys.readouterr().err
+    assert ("objective.beta_schedule='linear' does nothing with objective.kind='iwae'"
+            in capsys.readouterr().err)
     assert not workdir.exists()
     FAULTS["bad setting"] += 1
 

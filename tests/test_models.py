@@ -98,7 +98,7 @@ def test_bad_inputs_raise_readable_errors():
         models.build(dict(kind="mlp", latent_dim=2, activation="swishy"), (28, 28, 1))
     with pytest.raises(ValueError, match="model.kind='conv'.*hidden_sizes"):
         models.build(dict(kind="conv", latent_dim=2, hidden_sizes=(4,)), (28, 28, 1))
-    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
+    with pytest.raises(ValueError, match="Unknown model.likelihood 'poisson'"):
         models.build(dict(kind="mlp", latent_dim=2, likelihood="poisson"), (28, 28, 1))
 
 

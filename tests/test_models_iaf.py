@@ -409,7 +409,7 @@ def test_no_context_and_bad_fields():
     np.testing.assert_allclose(log_prob, log_q, rtol=1e-5)
     with pytest.raises(ValueError, match="one example"):
         vae.posterior(params, jnp.zeros((2, 16)))
-    with pytest.raises(ValueError, match="flow_steps must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"model.flow_steps=-1 must be >= 0"):
         _vae(flow_steps=-1)
     with pytest.raises(ValueError, match="Unknown activation"):
         _vae(activation="swishy")

@@ -323,7 +323,7 @@ def test_wrong_shapes_are_clear_errors():
         model.likelihood(params, {"z1": jnp.zeros((4, 3)), "z2": jnp.zeros((4, 2))})
     with pytest.raises(ValueError, match="one entry per stochastic layer"):
         tiny_model(latent_dims=(3,))
-    with pytest.raises(ValueError, match="Unknown likelihood"):
+    with pytest.raises(ValueError, match="Unknown model.likelihood"):
         tiny_model(likelihood="poisson")
 
 

@@ -214,16 +214,14 @@ RANGES = {
     "eval.num_test_examples": Range(0, None, "test examples evaluated (0 = all)"),
     "eval.active_unit_threshold": Range(0.0, None, "the activity threshold of an active unit"),
 }
-_MODEL_SIZE = Range(1, None, "a size or count of the model")
 
 
 def validate(config) -> None:
-    """Checks every numeric setting against `RANGES` (and, for the built-in models, every
-    integer `model.*` setting, which are sizes and counts, against >= 1; every float must be
-    finite) before anything is written. Raises one `ConfigError` listing every bad setting."""
+    """Checks every numeric setting against `RANGES` (every float must be finite) before
+    anything is written. Raises one `ConfigError` listing every bad setting. A model's sizes
+    are checked by its factory (`models.check_sizes`), which knows what each means."""
     flat = flatten(config)
     problems = []
-    builtin_model = ":" not in str(flat.get("model.kind", ""))
     for key, value in flat.items():
         numbers = _numbers(value)
         if numbers is None:
@@ -232,9 +230,6 @@ def validate(config) -> None:
             problems.append(f"{key}={value!r} must be a finite number")
             continue
         allowed = RANGES.get(key)
-        if (allowed is None and builtin_model and key.startswith("model.")
-                and all(isinstance(v, int) for v in numbers)):
-            allowed = _MODEL_SIZE
         if allowed is not None and not all(allowed.admits(v) for v in numbers):
             problems.append(f"{key}={value!r} must be {allowed.describe()} ({allowed.what})")
     if problems:

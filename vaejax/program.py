@@ -19,7 +19,6 @@ vmaps the very same functions over the members of a group.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from typing import Any, Callable, NamedTuple
 
@@ -29,10 +28,7 @@ import optax
 
 from vaejax import data as data_lib
 from vaejax import models, optimizers, registry
-from vaejax.objectives import OBJECTIVES, SCHEDULES
-
-# Config fields of the beta schedule, read by name from config.objective (see `_beta_schedule`).
-_SCHEDULE_FIELDS = ("beta_schedule", "warmup_steps", "cycle_steps")
+from vaejax.objectives import OBJECTIVES, schedules
 
 # What a model may condition on (`model.conditioning`): the field of `Examples` it reads.
 CONDITIONS = ("label",)
@@ -88,14 +84,22 @@ def vmapped_keys(config) -> tuple[str, ...]:
 
 
 def check_new_run(config) -> None:
-    """Settings a new run may not have because they would silently do nothing: a beta
-    schedule for an objective without a beta. (Not checked when loading a recorded run.)"""
-    scalars = objective_scalars(objective_factory(config))
-    if config.objective.beta_schedule != "constant" and "beta" not in scalars:
-        raise ValueError(
-            f"objective.beta_schedule={config.objective.beta_schedule!r} would do nothing: "
-            f"objective.kind={config.objective.kind!r} has no beta. Use an objective with a "
-            "KL weight (elbo, tcvae, ciwae) or objective.beta_schedule=constant.")
+    """Refuses a setting that nothing the config selects reads, unless it holds its neutral
+    value (`registry.refuse_unread`): of the objective and its beta schedule, the optimizer and
+    its learning-rate schedule, and the data (`data.check_settings`). A model's factory refuses
+    the fields it does not take itself. Checked before a new run writes anything, not when a
+    recorded run is loaded.
+    """
+    where = search_path(config)
+    objective, opt = config.objective, config.optimizer
+    registry.refuse_unread(
+        "objective", objective, [(OBJECTIVES, objective.kind),
+                                 (schedules.BETA_SCHEDULES, objective.beta_schedule)],
+        always=("kind",), search_path=where)
+    registry.refuse_unread(
+        "optimizer", opt, [(optimizers.OPTIMIZERS, opt.name), (optimizers.LR_SCHEDULES, opt.schedule)],
+        always=optimizers.PROGRAM_SETTINGS, search_path=where)
+    data_lib.check_settings(config.data)
 
 
 def model_conditioning(model, objective, config) -> str | None:
@@ -119,18 +123,6 @@ def build_model(config, image_shape, mean_image=None):
     (H, W, C) is the mean training image / 255, for models that initialize from it."""
     return models.build(config.model, image_shape, search_path=search_path(config),
                         mean_image=mean_image)
-
-
-def _beta_schedule(objective_config) -> Callable:
-    """schedule(step, beta=...) -> beta at that step, its settings read from the config fields
-    its signature names (warmup_steps, cycle_steps)."""
-    name = objective_config.beta_schedule
-    if name not in SCHEDULES:
-        raise ValueError(f"Unknown objective.beta_schedule {name!r}; choose one of {sorted(SCHEDULES)}.")
-    fn = SCHEDULES[name]
-    accepted = inspect.signature(fn).parameters
-    return functools.partial(fn, **{k: objective_config[k] for k in _SCHEDULE_FIELDS[1:]
-                                    if k in accepted and k in objective_config})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +159,7 @@ class Program:
         model = build_model(config, image_shape, mean_image)
         factory = objective_factory(config)
         scalars = objective_scalars(factory)
-        static = {k: v for k, v in dict(config.objective).items()
-                  if k != "kind" and k not in scalars and k not in _SCHEDULE_FIELDS}
+        static = {k: v for k, v in dict(config.objective).items() if k != "kind" and k not in scalars}
         # A batch-level objective that needs the training-set size (beta-TCVAE) names it.
         extra = ({"dataset_size": num_train}
                  if "dataset_size" in inspect.signature(factory).parameters else {})
@@ -182,13 +173,13 @@ class Program:
             data_shape=models.data_shape(model, image_shape),
             objective=objective,
             scalars=scalars,
-            beta_schedule=_beta_schedule(config.objective),
+            beta_schedule=schedules.from_config(config.objective, search_path=search_path(config)),
             preprocessing=config.data.preprocessing,
             batch_size=config.train.batch_size,
             steps_per_epoch=steps_per_epoch,
-            direction=optimizers.direction(config.optimizer),
+            direction=optimizers.direction(config.optimizer, search_path=search_path(config)),
             lr_shape=optimizers.lr_shape(config.optimizer, steps_per_epoch * config.train.epochs,
-                                          steps_per_epoch),
+                                          steps_per_epoch, search_path=search_path(config)),
             eval_batch_size=config.eval.batch_size,
             conditioning=conditioning,
             progress_every=config.train.progress_every,
@@ -301,7 +292,7 @@ class Program:
 def abstract_state(config, model) -> TrainState:
     """The shapes and dtypes of a `TrainState` of `model` under `config.optimizer`: what a
     checkpoint is restored into. Needs neither data nor a compiled program."""
-    tx = optimizers.direction(config.optimizer)
+    tx = optimizers.direction(config.optimizer, search_path=search_path(config))
 
     def init():
         params = model.init(jax.random.key(0))

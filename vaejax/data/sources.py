@@ -29,6 +29,7 @@ import numpy as np
 from vaejax.data.cache import _cache_file, _read_cache, _Source, _write_cache, cache_dir
 
 __all__ = [
+    "check_settings",
     "CorruptDataError",
     "DATA_DIR_ENV_VAR",
     "DATASET_ENV_VARS",
@@ -528,6 +529,22 @@ def _spec_for(name: str) -> _Spec | None:
     return _SPECS[key]
 
 
+def check_settings(data_config) -> None:
+    """Refuses a `config.data` setting the named dataset does not read: `data_dir` is read only
+    by the datasets that come as files (mnist, fashion_mnist, binarized_mnist); `idx:<folder>`
+    names its folder itself, and cifar10 comes from TFDS only."""
+    name, data_dir = data_config["name"], data_config.get("data_dir") or ""
+    if not data_dir:
+        return
+    spec = _spec_for(name)
+    if spec is None or spec.file_format is None:
+        readers = ", ".join(n for n, s in _SPECS.items() if s.file_format is not None)
+        where = ("names its folder itself" if spec is None
+                 else "comes from TensorFlow Datasets only (set $TFDS_DATA_DIR)")
+        raise ValueError(f"data.data_dir={data_dir!r} is read only by the datasets {readers}, "
+                         f"not by data.name={name!r}, which {where}: leave data.data_dir \"\".")
+
+
 def _not_found_message(name: str, spec: _Spec, tried: list[str]) -> str:
     lines = [f"dataset {name!r} not found. Sources tried, in order:"]
     lines += [f"  - {t}" for t in tried]
@@ -557,6 +574,7 @@ def load(name: str, *, data_dir: str | None = None, log: Callable = print) -> Da
     data) within seconds when offline, and CorruptDataError (naming the file) on a malformed
     file.
     """
+    check_settings({"name": name, "data_dir": os.fspath(data_dir) if data_dir else ""})
     spec = _spec_for(name)
     if spec is not None:
         name = name.lower().replace("-", "_")

@@ -11,13 +11,15 @@ from vaejax.models import mlp  # noqa: F401  (registers "mlp")
 from vaejax.models import two_layer  # noqa: F401  (registers "two_layer")
 from vaejax.models import vampprior  # noqa: F401  (registers "vampprior")
 from vaejax.models.base import ACTIVATIONS
-from vaejax.models.base import LIKELIHOODS
 from vaejax.models.base import MODELS
 from vaejax.models.base import EncoderDecoderVAE
 from vaejax.models.base import GaussianHead
 from vaejax.models.base import activation_fn
 from vaejax.models.base import build
+from vaejax.models.base import check_sizes
 from vaejax.models.base import data_shape
+from vaejax.models.base import likelihood_distribution
+from vaejax.models.base import likelihood_head
 from vaejax.models.base import num_params
 from vaejax.models.conv import conv_vae
 from vaejax.models.mlp import mlp_vae

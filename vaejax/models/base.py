@@ -134,16 +134,50 @@ class GaussianHead(nn.Module):
         return mean, logvar
 
 
-def _gaussian_head(decoder, data_shape, gaussian_logvar):
-    fixed = None if gaussian_logvar == "learned" else float(gaussian_logvar)
-    return GaussianHead(decoder, data_shape, fixed)
-
-
-# likelihood name -> (wrap the decoder module, decoder output -> distribution over x)
-LIKELIHOODS = {
-    "bernoulli": (lambda decoder, data_shape, gaussian_logvar: decoder, distributions.Bernoulli),
-    "gaussian": (_gaussian_head, lambda out: distributions.DiagGaussian(*out)),
+# model.likelihood -> (the decoder wrapped to give what it reads, that output -> p(x|z))
+_LIKELIHOODS = {
+    "bernoulli": (lambda decoder, data_shape, fixed_logvar: decoder, distributions.Bernoulli),
+    "gaussian": (GaussianHead, lambda out: distributions.DiagGaussian(*out)),
 }
+
+
+def likelihood_head(likelihood: str, decoder: nn.Module, data_shape, gaussian_logvar="learned"):
+    """`decoder` wrapped to output what `likelihood` ("bernoulli": logits; "gaussian": mean and
+    log-variance, the latter learned or the number `gaussian_logvar`) reads. Refuses an unknown
+    likelihood, and a `gaussian_logvar` other than "learned" for a Bernoulli one (nothing
+    would read it)."""
+    if likelihood not in _LIKELIHOODS:
+        raise ValueError(f"Unknown model.likelihood {likelihood!r}; choose one of {sorted(_LIKELIHOODS)}.")
+    if likelihood != "gaussian" and gaussian_logvar != "learned":
+        raise ValueError(f"model.gaussian_logvar={gaussian_logvar!r} does nothing with "
+                         f"model.likelihood={likelihood!r} (it is read by 'gaussian'): set it to "
+                         "'learned' or leave it out.")
+    fixed = None if gaussian_logvar == "learned" else float(gaussian_logvar)
+    wrap, _ = _LIKELIHOODS[likelihood]
+    return wrap(decoder, tuple(data_shape), fixed)
+
+
+def likelihood_distribution(likelihood: str, output):
+    """p(x|z) from the output of a decoder wrapped by `likelihood_head(likelihood, ...)`."""
+    _, to_distribution = _LIKELIHOODS[likelihood]
+    return to_distribution(output)
+
+
+def check_sizes(least: int = 1, **sizes) -> None:
+    """Refuses a `model.<name>` size or count (an int, or a nested tuple of them) below
+    `least`, naming it: `check_sizes(latent_dim=latent_dim, hidden_sizes=hidden_sizes)`."""
+    for name, value in sizes.items():
+        flat = list(_ints(value))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in flat):
+            raise ValueError(f"model.{name}={value!r} must be >= {least} (a size or count of the model).")
+
+
+def _ints(value):
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _ints(v)
+    else:
+        yield value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,15 +191,13 @@ class EncoderDecoderVAE:
     decoder: nn.Module
     data_shape: tuple[int, ...]
     latent_dim: int
-    observation: str = "bernoulli"  # a key of LIKELIHOODS
+    likelihood_kind: str = "bernoulli"  # model.likelihood (`likelihood_head`)
 
     @classmethod
     def make(cls, encoder, decoder, *, data_shape, latent_dim, likelihood, gaussian_logvar):
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {sorted(LIKELIHOODS)}.")
-        wrap, _ = LIKELIHOODS[likelihood]
-        return cls(encoder, wrap(decoder, data_shape, gaussian_logvar), tuple(data_shape),
-                   latent_dim, likelihood)
+        check_sizes(latent_dim=latent_dim)
+        return cls(encoder, likelihood_head(likelihood, decoder, data_shape, gaussian_logvar),
+                   tuple(data_shape), latent_dim, likelihood)
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         enc_key, dec_key = jax.random.split(key)
@@ -192,8 +224,8 @@ class EncoderDecoderVAE:
         """z: (Z,) -> p(x|z): Bernoulli(logits) or DiagGaussian(mean, logvar) over x."""
         if z.shape != (self.latent_dim,):
             raise ValueError(f"likelihood takes one z of shape ({self.latent_dim},), got {z.shape}.")
-        _, to_distribution = LIKELIHOODS[self.observation]
-        return to_distribution(self.decoder.apply({"params": params["decoder"]}, z))
+        return likelihood_distribution(self.likelihood_kind,
+                                       self.decoder.apply({"params": params["decoder"]}, z))
 
 
 def num_params(params) -> int:

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions
-from vaejax.models.base import LIKELIHOODS, MODELS, activation_fn
+from vaejax.models.base import (MODELS, activation_fn, check_sizes, likelihood_distribution,
+                                likelihood_head)
 from vaejax.models.mlp import MLPDecoder, MLPEncoder
 
 PRIORS = ("standard", "learned")
@@ -41,7 +42,7 @@ class ConditionalVAE:
     latent_dim: int
     num_classes: int
     prior_kind: str = "standard"
-    observation: str = "bernoulli"
+    likelihood_kind: str = "bernoulli"  # model.likelihood
     conditioning = "label"  # what vaejax hands the model (a class attribute, not a field)
 
     def _onehot(self, y):
@@ -81,8 +82,8 @@ class ConditionalVAE:
         if z.shape != (self.latent_dim,):
             raise ValueError(f"likelihood takes one z of shape ({self.latent_dim},), got {z.shape}.")
         inputs = jnp.concatenate([z, self._onehot(y).astype(z.dtype)])
-        _, to_distribution = LIKELIHOODS[self.observation]
-        return to_distribution(self.decoder.apply({"params": params["decoder"]}, inputs))
+        return likelihood_distribution(self.likelihood_kind,
+                                       self.decoder.apply({"params": params["decoder"]}, inputs))
 
 
 @MODELS.register("conditional")
@@ -94,10 +95,9 @@ def conditional_vae(*, data_shape: Sequence[int], latent_dim: int, num_classes: 
     activation_fn(activation)
     if prior not in PRIORS:
         raise ValueError(f"Unknown model.prior {prior!r} for the conditional VAE; choose one of {PRIORS}.")
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {sorted(LIKELIHOODS)}.")
+    check_sizes(latent_dim=latent_dim, num_classes=num_classes, hidden_sizes=hidden_sizes)
     flat = (math.prod(int(d) for d in data_shape),)
-    wrap, _ = LIKELIHOODS[likelihood]
-    decoder = wrap(MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat, activation), flat, gaussian_logvar)
+    decoder = likelihood_head(likelihood, MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat,
+                                                     activation), flat, gaussian_logvar)
     return ConditionalVAE(MLPEncoder(tuple(hidden_sizes), latent_dim, activation), decoder, flat,
                           latent_dim, num_classes, prior, likelihood)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import distributions
-from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn
+from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn, check_sizes
 from vaejax.models.mlp import MLPDecoder
 
 
@@ -297,10 +297,8 @@ def iaf_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequenc
     reading a context of `context_dim` (0: none) from the encoder. With 0 steps q is the
     encoder's diagonal Gaussian, though still without a closed-form KL (an `IAFPosterior`)."""
     activation_fn(activation)  # validate early
-    for name, value, least in (("latent_dim", latent_dim, 1), ("flow_steps", flow_steps, 0),
-                               ("context_dim", context_dim, 0)):
-        if not isinstance(value, int) or value < least:
-            raise ValueError(f"model.kind='iaf': {name} must be an int >= {least}, got {value!r}")
+    check_sizes(latent_dim=latent_dim, hidden_sizes=hidden_sizes, flow_hidden_sizes=flow_hidden_sizes)
+    check_sizes(0, flow_steps=flow_steps, context_dim=context_dim)
     flat = (math.prod(int(d) for d in data_shape),)
     vae = IAFVAE.make(
         IAFEncoder(tuple(hidden_sizes), latent_dim, context_dim, activation),

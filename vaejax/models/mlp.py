@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn, output_bias_init
+from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn, check_sizes, output_bias_init
 
 
 class MLPEncoder(nn.Module):
@@ -61,6 +61,7 @@ def mlp_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequenc
     for the trailing size-1 axis cost a copy per step. The data stay images elsewhere.
     """
     activation_fn(activation)  # validate early
+    check_sizes(latent_dim=latent_dim, hidden_sizes=hidden_sizes)
     flat = (math.prod(int(d) for d in data_shape),)
     return EncoderDecoderVAE.make(
         MLPEncoder(tuple(hidden_sizes), latent_dim, activation),

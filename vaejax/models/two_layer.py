@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions
-from vaejax.models.base import LIKELIHOODS, MODELS, activation_fn, output_bias_init
+from vaejax.models.base import (MODELS, activation_fn, check_sizes, likelihood_distribution,
+                                likelihood_head, output_bias_init)
 from vaejax.models.mlp import MLPDecoder, MLPEncoder
 
 
@@ -123,10 +124,10 @@ class TwoLayerVAE:
     q_z1: nn.Module  # x -> (mean, logvar) of q(z1|x)
     q_z2: nn.Module  # z1 -> (mean, logvar) of q(z2|z1)
     p_z1: nn.Module  # z2 -> (mean, logvar) of p(z1|z2)
-    p_x: nn.Module  # z1 -> the output `LIKELIHOODS[observation]` reads
+    p_x: nn.Module  # z1 -> the output `likelihood_head(likelihood_kind, ...)` gives
     data_shape: tuple[int, ...]
     latent_dims: tuple[int, int]
-    observation: str = "bernoulli"
+    likelihood_kind: str = "bernoulli"  # model.likelihood
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         z1_dim, z2_dim = self.latent_dims
@@ -161,8 +162,8 @@ class TwoLayerVAE:
                    else f"{type(z).__name__} of shape {jnp.shape(z)}")
             raise ValueError(f"likelihood takes one z, a dict with 'z1' of shape {z1_shape} "
                              f"(and 'z2'), got {got}.")
-        _, to_distribution = LIKELIHOODS[self.observation]
-        return to_distribution(self.p_x.apply({"params": params["p_x"]}, z["z1"]))
+        return likelihood_distribution(self.likelihood_kind,
+                                       self.p_x.apply({"params": params["p_x"]}, z["z1"]))
 
 
 @MODELS.register("two_layer")
@@ -179,8 +180,7 @@ def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (10
     `likelihood`, `gaussian_logvar` and `output_bias` as for the MLP VAE.
     """
     activation_fn(activation)  # validate early
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {sorted(LIKELIHOODS)}.")
+    check_sizes(latent_dims=latent_dims, hidden_sizes=hidden_sizes)
     latent_dims = tuple(int(d) for d in latent_dims)
     hidden_sizes = tuple(tuple(int(h) for h in layer) for layer in hidden_sizes)
     if len(latent_dims) != 2 or len(hidden_sizes) != 2:
@@ -189,12 +189,11 @@ def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (10
     z1_dim, z2_dim = latent_dims
     (x_hidden, z_hidden) = hidden_sizes
     flat = (math.prod(int(d) for d in data_shape),)
-    wrap, _ = LIKELIHOODS[likelihood]
     return TwoLayerVAE(
         q_z1=MLPEncoder(x_hidden, z1_dim, activation),
         q_z2=ConditionalGaussian(z_hidden, z2_dim, activation),
         p_z1=ConditionalGaussian(tuple(reversed(z_hidden)), z1_dim, activation),
-        p_x=wrap(MLPDecoder(tuple(reversed(x_hidden)), flat, activation,
+        p_x=likelihood_head(likelihood, MLPDecoder(tuple(reversed(x_hidden)), flat, activation,
                             output_bias_init(output_bias, likelihood, mean_image, flat)),
-                 flat, gaussian_logvar),
-        data_shape=flat, latent_dims=latent_dims, observation=likelihood)
+                            flat, gaussian_logvar),
+        data_shape=flat, latent_dims=latent_dims, likelihood_kind=likelihood)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions
-from vaejax.models.base import MODELS, EncoderDecoderVAE
+from vaejax.models.base import MODELS, EncoderDecoderVAE, check_sizes
 from vaejax.models.mlp import mlp_vae
 
 # pseudo_input_init -> the raw pseudo-inputs (K,) + data_shape, from a key and (mean, std)
@@ -120,8 +120,7 @@ def vampprior_vae(*, data_shape: Sequence[int], latent_dim: int = 40,
     if pseudo_input_init not in PSEUDO_INPUT_INITS:
         raise ValueError(f"Unknown pseudo_input_init {pseudo_input_init!r}; choose one of "
                          f"{sorted(PSEUDO_INPUT_INITS)}.")
-    if int(num_pseudo_inputs) < 1:
-        raise ValueError(f"num_pseudo_inputs must be >= 1, got {num_pseudo_inputs}.")
+    check_sizes(num_pseudo_inputs=num_pseudo_inputs)
     vae = mlp_vae(data_shape=data_shape, latent_dim=latent_dim, hidden_sizes=hidden_sizes,
                   activation=activation, likelihood=likelihood, gaussian_logvar=gaussian_logvar)
     return VampPriorVAE(vae, int(num_pseudo_inputs), pseudo_input_init,

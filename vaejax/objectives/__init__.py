@@ -14,7 +14,7 @@ from vaejax.objectives.bounds import iwae_log_weights
 from vaejax.objectives.bounds import log_likelihood_fn
 from vaejax.objectives.bounds import miwae_bound
 from vaejax.objectives.bounds import stop_gradient_parameters
-from vaejax.objectives.schedules import SCHEDULES
+from vaejax.objectives.schedules import BETA_SCHEDULES
 from vaejax.objectives.schedules import beta_schedule
 from vaejax.objectives.schedules import constant_beta
 from vaejax.objectives.schedules import cyclical_beta

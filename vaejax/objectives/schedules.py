@@ -1,21 +1,31 @@
 """KL-weight (beta) schedules: pure functions of the training step, traceable in step and beta.
 
-`SCHEDULES` is the registry that `config.objective.beta_schedule` names. A schedule takes the
-step and `beta=` (the weight at the end of its ramp, traced so sweeps can vmap it) plus its
-own keyword-only settings, which the training program reads from `config.objective` by name.
+`BETA_SCHEDULES` is the registry that `config.objective.beta_schedule` names. A schedule takes
+the step and `beta=` (the weight at the end of its ramp, traced so sweeps can vmap it) plus its
+own keyword-only settings, which the training program reads from `config.objective` by name
+(`from_config`); a setting no selected schedule reads is refused (`registry.refuse_unread`).
+Your own: `config.objective.beta_schedule = "my_module:my_schedule"`.
 """
 import functools
 import inspect
-from typing import Callable
+from typing import Callable, Mapping
 
 import jax.numpy as jnp
 
+from vaejax import registry
 
+BETA_SCHEDULES = registry.Registry("beta schedule", "objective.beta_schedule",
+                                   neutral=dict(warmup_steps=0, cycle_steps=0),
+                                   supplied=("step", "beta"))
+
+
+@BETA_SCHEDULES.register("constant")
 def constant_beta(step, *, beta):
     """beta at every step (shaped like `step`)."""
     return jnp.zeros(jnp.shape(step), jnp.result_type(float)) + beta
 
 
+@BETA_SCHEDULES.register("linear")
 def linear_warmup_beta(step, *, beta, warmup_steps):
     """0 at step 0, rising linearly to beta at step warmup_steps, then beta.
 
@@ -26,6 +36,7 @@ def linear_warmup_beta(step, *, beta, warmup_steps):
     return beta * fraction
 
 
+@BETA_SCHEDULES.register("cyclical")
 def cyclical_beta(step, *, beta, cycle_steps, ramp_fraction=0.5):
     """Cyclical annealing (Fu et al. 2019): in each cycle of cycle_steps steps, beta rises
     linearly from 0 over the first ramp_fraction of the cycle, then holds at beta.
@@ -43,25 +54,27 @@ def cyclical_beta(step, *, beta, cycle_steps, ramp_fraction=0.5):
     return beta * ramp
 
 
-SCHEDULES = {
-    "constant": constant_beta,
-    "linear": linear_warmup_beta,
-    "cyclical": cyclical_beta,
-}
+def beta_schedule(kind: str, *, search_path: str | None = None, **settings) -> Callable:
+    """`schedule(step, beta=...) -> beta at that step` for the schedule `kind` names
+    ("constant" | "linear" | "cyclical" | "module:attribute"), its settings bound.
 
-
-def beta_schedule(kind: str, **kwargs) -> Callable:
-    """Returns `schedule(step) -> beta` for kind "constant" | "linear" | "cyclical".
-
-    kwargs are the keyword arguments of constant_beta, linear_warmup_beta or
-    cyclical_beta, e.g. beta_schedule("linear", beta=1.0, warmup_steps=10_000).
+    `settings` are the schedule's keyword arguments, e.g.
+    beta_schedule("linear", warmup_steps=10_000)(step, beta=1.0); `beta` may be bound too.
     """
-    if kind not in SCHEDULES:
-        raise ValueError(f"unknown beta schedule {kind!r}: use one of {', '.join(map(repr, SCHEDULES))}")
-    fn = SCHEDULES[kind]
+    fn = BETA_SCHEDULES.get(kind, search_path=search_path)
     try:
-        inspect.signature(fn).bind(0, **kwargs)
+        inspect.signature(fn).bind(0, **({"beta": 0.0} | settings))
     except TypeError as error:
         raise TypeError(f"beta_schedule({kind!r}, ...): {error}; "
                         f"signature {fn.__name__}{inspect.signature(fn)}") from None
-    return functools.partial(fn, **kwargs)
+    return functools.partial(fn, **settings)
+
+
+def from_config(objective_config: Mapping, *, search_path: str | None = None) -> Callable:
+    """The schedule `objective_config.beta_schedule` names, with the settings it reads from
+    `objective_config` (warmup_steps, cycle_steps, ...; those absent keep their defaults)."""
+    kind = objective_config["beta_schedule"]
+    reads = BETA_SCHEDULES.settings(kind, search_path=search_path)
+    return beta_schedule(kind, search_path=search_path, **{
+        k: v for k, v in dict(objective_config).items()
+        if (k in reads if reads is not None else k not in ("kind", "beta_schedule", "beta"))})

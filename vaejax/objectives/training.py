@@ -35,7 +35,15 @@ from vaejax import registry
 from vaejax.objectives import bounds, tcvae, wake_sleep
 from vaejax.objectives.common import mean_over_examples, model_functions
 
-OBJECTIVES = registry.Registry("objective", "objective.kind")
+OBJECTIVES = registry.Registry(
+    "objective", "objective.kind",
+    # What a config that is not about a setting holds, so an objective that does not read it
+    # loses nothing; any other value of a setting the objective does not read is refused.
+    neutral=dict(num_samples=1, num_groups=1, gradient_estimator="reparam", analytic_kl=True,
+                 free_bits=0.0, beta=1.0, alpha=1.0, gamma=1.0, sampling="mws",
+                 beta_schedule="constant"),
+    supplied=("dataset_size",),
+    implied={"beta": ("beta_schedule",)})
 
 
 def _functions(model, params):
