@@ -122,35 +122,38 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(130, "vaejax: interrupted; checkpoints written so far are kept (resume "
                           "with --resume)")
     except Exception as error:  # noqa: BLE001  (one readable line, no traceback, for known errors)
-        from vaejax import config as config_lib  # noqa: PLC0415
-        from vaejax import loop  # noqa: PLC0415
-        from vaejax import train as train_lib  # noqa: PLC0415
-
         # Bad input (settings, names, files) reads as one line; set VAEJAX_TRACEBACK=1 to see more.
-        from vaejax import locking  # noqa: PLC0415
-        from vaejax.sweep.slurm import SlurmError  # noqa: PLC0415
-
-        from vaejax import distributed  # noqa: PLC0415
-
-        known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
-                 locking.DirectoryLockedError, FileNotFoundError, ValueError, SlurmError,
-                 distributed.PeerLostError, distributed.PrimaryFailedError)
-        # published.RecordError is a ValueError: a bad record reads as one line too
-        if os.environ.get("VAEJAX_TRACEBACK") == "1":
+        code = (None if os.environ.get("VAEJAX_TRACEBACK") == "1"
+                else _report_known_error(args.command, error))
+        if code is None:
             _leave_with_traceback()
             raise
-        full = _disk_full(error)
-        if full is not None:
-            return _fail(28, f"vaejax {args.command}: error: No space left on device{full}. What "
-                             "was written before (records, whole checkpoints) is intact: free "
-                             "some space and run the same command again with --resume.")
-        from vaejax import data  # noqa: PLC0415
+        return code
 
-        error = distributed.explain(error)  # a collective failing because another process died
-        if isinstance(error, known + (data.DatasetNotFoundError, data.CorruptDataError)):
-            return _fail(2, f"vaejax {args.command}: error: {error}")
-        _leave_with_traceback()
-        raise
+
+def _report_known_error(command: str, error: Exception) -> int | None:
+    """Reports an error of bad input (settings, names, files) or a full disk in one line
+    (`_fail`) and returns the exit status: 28 for a full disk, 2 otherwise; None for an
+    unexpected error, which is left to its traceback."""
+    from vaejax import config as config_lib  # noqa: PLC0415
+    from vaejax import data, distributed, locking, loop  # noqa: PLC0415
+    from vaejax import train as train_lib  # noqa: PLC0415
+    from vaejax.sweep.slurm import SlurmError  # noqa: PLC0415
+
+    # published.RecordError is a ValueError: a bad record reads as one line too
+    known = (config_lib.ConfigError, train_lib.WorkdirExistsError, loop.TrainingDiverged,
+             locking.DirectoryLockedError, FileNotFoundError, ValueError, SlurmError,
+             distributed.PeerLostError, distributed.PrimaryFailedError,
+             data.DatasetNotFoundError, data.CorruptDataError)
+    full = _disk_full(error)
+    if full is not None:
+        return _fail(28, f"vaejax {command}: error: No space left on device{full}. What "
+                         "was written before (records, whole checkpoints) is intact: free "
+                         "some space and run the same command again with --resume.")
+    error = distributed.explain(error)  # a collective failing because another process died
+    if isinstance(error, known):
+        return _fail(2, f"vaejax {command}: error: {error}")
+    return None
 
 
 def _fail(code: int, message: str) -> int:
@@ -201,92 +204,147 @@ def _not_a_second_disk_full_report(record: logging.LogRecord) -> bool:
 
 
 def _run(args, overrides: list[str]) -> int:
+    """Runs `args.command` with the `--config.*` `overrides`; returns the exit status."""
+    return _COMMANDS[args.command](args, overrides)
+
+
+def _train(args, overrides: list[str]) -> int:
+    """`vaejax train`: the config is the experiment file's, or with --resume and no --config
+    the workdir's recorded one; `overrides` apply to either."""
     from vaejax import config as config_lib  # noqa: PLC0415
+    from vaejax import records, train  # noqa: PLC0415
 
-    if args.command == "train":
-        from vaejax import records, train  # noqa: PLC0415
-
-        if args.config is not None:
-            config = config_lib.load_config(args.config, overrides)
-        elif args.resume:
-            config = config_lib.apply_overrides(records.run_config(args.workdir), overrides)
-        else:
-            raise SystemExit("vaejax train: --config is required (e.g. experiments/default.py)")
-        train.train(config, args.workdir, resume=args.resume, overwrite=args.overwrite,
-                    evaluate_at_end=not args.no_eval)
-    elif args.command == "eval":
-        from vaejax import evaluate, records  # noqa: PLC0415
-
-        config = records.run_config(args.workdir)
-        bad = [o for o in overrides if not o.removeprefix("--config.").startswith("eval.")]
-        if bad:
-            raise SystemExit(f"vaejax eval: only --config.eval.* can change at evaluation: {bad}")
-        config = config_lib.apply_overrides(config, overrides)
-        if args.epoch is None:
-            evaluate.evaluate_run(args.workdir, config=config)
-        else:
-            evaluate.evaluate_checkpoint(args.workdir, args.epoch, config=config)
-    elif args.command == "sample":
-        from vaejax import figures  # noqa: PLC0415
-
-        figures.sample_run(args.workdir)
-    elif args.command == "reproduce":
-        from vaejax import reproduce  # noqa: PLC0415
-
-        report = reproduce.reproduce(args.run, args.workdir)
-        return 0 if report["match"] else 1
-    elif args.command == "sweep":
-        from vaejax import sweep  # noqa: PLC0415
-
-        if args.submit == "slurm":
-            from vaejax.sweep import slurm  # noqa: PLC0415
-
-            options = slurm.SlurmOptions(
-                partition=args.slurm_partition, time=args.slurm_time,
-                cpus_per_task=args.slurm_cpus_per_task, gpus_per_task=args.slurm_gpus_per_task,
-                mem=args.slurm_mem, array_parallelism=args.slurm_array_parallelism,
-                sbatch=tuple(args.slurm_sbatch))
-            slurm.submit(args.sweep_file, args.workdir, overrides=overrides,
-                         max_group_size=args.max_group_size, options=options,
-                         dry_run=args.dry_run)
-            return 0
-        sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
-                         max_group_size=args.max_group_size, dry_run=args.dry_run,
-                         shard=args.shard)
-    elif args.command == "sweep-report":
-        from vaejax import sweep  # noqa: PLC0415
-
-        sweep.report(args.workdir)
-    elif args.command == "record":
-        from vaejax import published  # noqa: PLC0415
-
-        published.write_record(args.workdir, args.dest)
-    elif args.command == "report":
-        from vaejax import published  # noqa: PLC0415
-
-        if not args.check:
-            for study in args.studies:
-                for path in published.report(study):
-                    print(f"report: {study}/{path}")
-            return 0
-        failed = 0
-        for study in args.studies:
-            problems = published.check(study)
-            print(f"report --check {study}: " + ("records, config, page and figures current"
-                                                  if not problems else f"{len(problems)} problem(s)"))
-            for problem in problems:
-                print(f"  - {problem}")
-            failed += bool(problems)
-        return 1 if failed else 0
-    elif args.command == "data":
-        from vaejax import data  # noqa: PLC0415
-
-        if args.action == "info":
-            for key, value in data.describe(args.name, data_dir=args.data_dir).items():
-                print(f"{key:>20}: {json.dumps(value, default=str)}")
-        else:
-            print(data.fetch(args.name, data_dir=args.data_dir))
+    if args.config is not None:
+        config = config_lib.load_config(args.config, overrides)
+    elif args.resume:
+        config = config_lib.apply_overrides(records.run_config(args.workdir), overrides)
+    else:
+        raise SystemExit("vaejax train: --config is required (e.g. experiments/default.py)")
+    train.train(config, args.workdir, resume=args.resume, overwrite=args.overwrite,
+                evaluate_at_end=not args.no_eval)
     return 0
+
+
+def _eval(args, overrides: list[str]) -> int:
+    """`vaejax eval`: the run's latest checkpoint, or the kept one of --epoch; only
+    `--config.eval.*` overrides are allowed."""
+    from vaejax import config as config_lib  # noqa: PLC0415
+    from vaejax import evaluate, records  # noqa: PLC0415
+
+    config = records.run_config(args.workdir)
+    bad = [o for o in overrides if not o.removeprefix("--config.").startswith("eval.")]
+    if bad:
+        raise SystemExit(f"vaejax eval: only --config.eval.* can change at evaluation: {bad}")
+    config = config_lib.apply_overrides(config, overrides)
+    if args.epoch is None:
+        evaluate.evaluate_run(args.workdir, config=config)
+    else:
+        evaluate.evaluate_checkpoint(args.workdir, args.epoch, config=config)
+    return 0
+
+
+def _sample(args, overrides: list[str]) -> int:
+    """`vaejax sample`: the figures of the run's latest checkpoint."""
+    from vaejax import figures  # noqa: PLC0415
+
+    figures.sample_run(args.workdir)
+    return 0
+
+
+def _reproduce(args, overrides: list[str]) -> int:
+    """`vaejax reproduce`: 0 if the replica's metrics match the run's, 1 if not."""
+    from vaejax import reproduce  # noqa: PLC0415
+
+    report = reproduce.reproduce(args.run, args.workdir)
+    return 0 if report["match"] else 1
+
+
+def _sweep(args, overrides: list[str]) -> int:
+    """`vaejax sweep`: trains this shard's groups here, or with --submit slurm submits them."""
+    if args.submit == "slurm":
+        return _submit_sweep(args, overrides)
+    from vaejax import sweep  # noqa: PLC0415
+
+    sweep.run_sweep(args.sweep_file, args.workdir, overrides=overrides,
+                     max_group_size=args.max_group_size, dry_run=args.dry_run,
+                     shard=args.shard)
+    return 0
+
+
+def _submit_sweep(args, overrides: list[str]) -> int:
+    """`vaejax sweep --submit slurm`: one Slurm job array with the --slurm-* resources."""
+    from vaejax.sweep import slurm  # noqa: PLC0415
+
+    options = slurm.SlurmOptions(
+        partition=args.slurm_partition, time=args.slurm_time,
+        cpus_per_task=args.slurm_cpus_per_task, gpus_per_task=args.slurm_gpus_per_task,
+        mem=args.slurm_mem, array_parallelism=args.slurm_array_parallelism,
+        sbatch=tuple(args.slurm_sbatch))
+    slurm.submit(args.sweep_file, args.workdir, overrides=overrides,
+                 max_group_size=args.max_group_size, options=options,
+                 dry_run=args.dry_run)
+    return 0
+
+
+def _sweep_report(args, overrides: list[str]) -> int:
+    """`vaejax sweep-report`: the sweep's tables and figures from what is finished."""
+    from vaejax import sweep  # noqa: PLC0415
+
+    sweep.report(args.workdir)
+    return 0
+
+
+def _record(args, overrides: list[str]) -> int:
+    """`vaejax record`: copies the run's records into a study."""
+    from vaejax import published  # noqa: PLC0415
+
+    published.write_record(args.workdir, args.dest)
+    return 0
+
+
+def _report(args, overrides: list[str]) -> int:
+    """`vaejax report`: writes each study's page and figures, or with --check only checks
+    them."""
+    if args.check:
+        return _check_reports(args.studies)
+    from vaejax import published  # noqa: PLC0415
+
+    for study in args.studies:
+        for path in published.report(study):
+            print(f"report: {study}/{path}")
+    return 0
+
+
+def _check_reports(studies: list[str]) -> int:
+    """`vaejax report --check`: prints each study's problems; 1 if any has some, else 0."""
+    from vaejax import published  # noqa: PLC0415
+
+    failed = 0
+    for study in studies:
+        problems = published.check(study)
+        print(f"report --check {study}: " + ("records, config, page and figures current"
+                                              if not problems else f"{len(problems)} problem(s)"))
+        for problem in problems:
+            print(f"  - {problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+def _data(args, overrides: list[str]) -> int:
+    """`vaejax data info|fetch`: prints a dataset's description, or the path of its cached copy."""
+    from vaejax import data  # noqa: PLC0415
+
+    if args.action == "info":
+        for key, value in data.describe(args.name, data_dir=args.data_dir).items():
+            print(f"{key:>20}: {json.dumps(value, default=str)}")
+    else:
+        print(data.fetch(args.name, data_dir=args.data_dir))
+    return 0
+
+
+_COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "reproduce": _reproduce,
+             "sweep": _sweep, "sweep-report": _sweep_report, "record": _record, "report": _report,
+             "data": _data}
 
 
 if __name__ == "__main__":

@@ -116,8 +116,6 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
     With `partial_file`, an interrupted IWAE evaluation continues where it stopped
     (`iwae_log_likelihood`).
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
     test_data = data_lib.as_examples(test_data)
     if eval_config.num_test_examples > 0:
         test_data = test_data.take(slice(None, eval_config.num_test_examples))
@@ -131,51 +129,77 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
         program.model, params, test_data, keys, data_shape=program.data_shape,
         preprocessing=program.preprocessing, batch_size=eval_config.batch_size,
         threshold=eval_config.active_unit_threshold))
-    k = eval_config.iwae_samples
     log_px, iwae_time = None, None
-    if k > 0:
-        if sys.stderr.isatty():
-            bar = tqdm(total=test_data.num_examples, desc=f"eval IWAE K={k}", unit="ex",
-                       dynamic_ncols=True)
-        else:  # a log file: lines, not a bar redrawn with carriage returns into one line
-            bar = progress.ProgressLines(f"eval IWAE K={k}", test_data.num_examples, log=log)
-        iwae_start = time.perf_counter()
-        log_px = iwae_log_likelihood(
-            program.model, params, test_data, keys, data_shape=program.data_shape,
-            preprocessing=program.preprocessing, num_samples=k,
-            chunk_size=min(eval_config.iwae_chunk, k),
-            batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
-            stacked=stacked, partial_file=partial_file)
-        bar.close()
-        iwae_time = time.perf_counter() - iwae_start
+    if eval_config.iwae_samples > 0:
+        log_px, iwae_time = _timed_iwae(program, params, test_data, keys, eval_config,
+                                        stacked=stacked, members=members, log=log,
+                                        partial_file=partial_file)
     eval_time = time.perf_counter() - start
 
-    def member(i):
-        pick = (lambda v: v[i]) if stacked else (lambda v: v)
-        results = {
-            "test/neg_elbo": float(pick(m["neg_elbo"])),
-            "test/rate": float(pick(m["rate"])),
-            "test/distortion": float(pick(m["distortion"])),
-            "posterior_mean_variance": [float(v) for v in pick(m["posterior_mean_variance"])],
-            "active_units": int(pick(m["active_units"])),
-            "latent_dim": int(pick(m["posterior_mean_variance"]).shape[-1]),
-            "num_test_examples": test_data.num_examples,
-        }
-        if "active_units_by_variable" in m:
-            results["active_units_by_variable"] = {
-                name: int(pick(v)) for name, v in m["active_units_by_variable"].items()}
-        if "kl_per_dim" in m:
-            results["kl_per_dim"] = [float(v) for v in pick(m["kl_per_dim"])]
-        if log_px is not None:
-            lp = pick(log_px)
-            results["test/nll"] = float(-np.mean(lp))
-            results["test/nll_stderr"] = float(np.std(lp) / np.sqrt(lp.size))
-            results["iwae_samples"] = k
-            results["iwae_time"] = iwae_time
-        results["eval_time"] = eval_time
-        return results
+    def pick(i):  # member i's values of a stacked evaluation
+        return (lambda v: v[i]) if stacked else (lambda v: v)
 
-    return [member(i) for i in range(members)] if stacked else member(0)
+    results = [_member_results(m, log_px, pick(i), num_test_examples=test_data.num_examples,
+                               iwae_samples=eval_config.iwae_samples, iwae_time=iwae_time,
+                               eval_time=eval_time)
+               for i in range(members)]
+    return results if stacked else results[0]
+
+
+def _timed_iwae(program, params, test_data, keys, eval_config, *, stacked, members, log,
+                partial_file):
+    """`iwae_log_likelihood` with K = `eval.iwae_samples` over `test_data`, with a progress bar
+    (or lines, in a log file); returns (log p(x): (N,), or (M, N) when `stacked`, nats; the
+    seconds it took)."""
+    k = eval_config.iwae_samples
+    bar = _progress_bar(f"eval IWAE K={k}", test_data.num_examples, log)
+    iwae_start = time.perf_counter()
+    log_px = iwae_log_likelihood(
+        program.model, params, test_data, keys, data_shape=program.data_shape,
+        preprocessing=program.preprocessing, num_samples=k,
+        chunk_size=min(eval_config.iwae_chunk, k),
+        batch_size=max(1, eval_config.iwae_batch_size // members), progress=bar.update,
+        stacked=stacked, partial_file=partial_file)
+    bar.close()
+    return log_px, time.perf_counter() - iwae_start
+
+
+def _progress_bar(desc: str, total: int, log):
+    """A tqdm bar at a terminal; in a log file `progress.ProgressLines` (lines, not a bar
+    redrawn with carriage returns into one line). Either takes `update(n)` and `close()`."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="ex", dynamic_ncols=True)
+    return progress.ProgressLines(desc, total, log=log)
+
+
+def _member_results(m, log_px, pick, *, num_test_examples, iwae_samples, iwae_time,
+                    eval_time) -> dict:
+    """One model's results.json numbers: `pick` takes its values out of the ELBO metrics `m`
+    and the IWAE log p(x) `log_px` (None: no IWAE evaluation); times in seconds."""
+    results = {
+        "test/neg_elbo": float(pick(m["neg_elbo"])),
+        "test/rate": float(pick(m["rate"])),
+        "test/distortion": float(pick(m["distortion"])),
+        "posterior_mean_variance": [float(v) for v in pick(m["posterior_mean_variance"])],
+        "active_units": int(pick(m["active_units"])),
+        "latent_dim": int(pick(m["posterior_mean_variance"]).shape[-1]),
+        "num_test_examples": num_test_examples,
+    }
+    if "active_units_by_variable" in m:
+        results["active_units_by_variable"] = {
+            name: int(pick(v)) for name, v in m["active_units_by_variable"].items()}
+    if "kl_per_dim" in m:
+        results["kl_per_dim"] = [float(v) for v in pick(m["kl_per_dim"])]
+    if log_px is not None:
+        lp = pick(log_px)
+        results["test/nll"] = float(-np.mean(lp))
+        results["test/nll_stderr"] = float(np.std(lp) / np.sqrt(lp.size))
+        results["iwae_samples"] = iwae_samples
+        results["iwae_time"] = iwae_time
+    results["eval_time"] = eval_time
+    return results
 
 
 def finish_member(workdir, program, params, hyper, results, test_data, config, *, epoch=None,

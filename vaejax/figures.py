@@ -14,7 +14,9 @@ All randomness comes from the run's eval key, so the figures of a run are reprod
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +39,49 @@ def draw_figures(workdir, program, params, hyper, test_data, *, num_images: int 
     `test_data`: `Examples` (with labels for a conditional model) or images (N, H, W, C).
     """
     out = pathlib.Path(workdir) / "figures"
-    model = program.model
     test = data_lib.as_examples(test_data).take(slice(None, 2 * num_images))
-    image_shape = tuple(test.images.shape[1:])  # the model may read flat vectors (MLP)
     labels = test.labels if program.conditioning else None
     prior_key, binarize_key, posterior_key = jax.random.split(
         jax.random.fold_in(run_keys(hyper["seed"]).eval, 1), 3)
+    # the model may read flat vectors (MLP): figures show images of the test set's shape
+    view = _model_view(program.model, params, tuple(test.images.shape[1:]), labels, prior_key)
+    paths = [_draw_prior_samples(view, out, prior_key, num_images) if labels is None
+             else _draw_class_samples(view, out, prior_key, num_images)]
+    x = program.inputs(binarize_key, test.images)
+    posterior_mean, z = view.encode(posterior_key, x, labels)
+    paths.append(_draw_reconstructions(view, out, x, z, labels, num_images))
+    paths.append(_draw_latent_traversals(view, out, posterior_mean))
+    paths += _draw_training_curves(workdir, out)
+    if int(posterior_mean.shape[-1]) == 2:
+        paths.append(_draw_latent_manifold(view, out))
+    paths += _draw_learned_images(view, out)
+    log(f"figures: {', '.join(p.name for p in paths)} -> {out}")
+    return paths
 
+
+@dataclasses.dataclass(frozen=True)
+class _ModelView:
+    """A model's functions as the figures use them, jitted over N images: z is one flat
+    vector (D,) per image, and the images are (N,) + `image_shape`, in [0, 1]."""
+
+    model: Any
+    params: Any
+    image_shape: tuple[int, ...]
+    first: Any  # the condition (label) of the first test image; None: unconditional
+    functions: Callable  # condition -> (encode, decode, prior) of one example
+    decode: Callable  # (z (N, D), conditions (N,) or None) -> decoder means, clipped to [0, 1]
+    encode: Callable  # (key, x (N,) + data_shape, conditions) -> posterior (means, draws) (N, D)
+    prior_samples: Callable  # (key, conditions (N,)) -> z (N, D): one draw of p(z|y) each
+
+    def first_condition(self, n: int):
+        """The first test image's condition for `n` images: (n,) int32, or None."""
+        return None if self.first is None else jnp.full((n,), self.first, jnp.int32)
+
+
+def _model_view(model, params, image_shape, labels, prior_key) -> _ModelView:
+    """`model` with `params`, drawing images of `image_shape`. `labels` (N,): the conditions of
+    the test images (None: unconditional); `prior_key`: the draw of p(z) that fixes how z is
+    laid out as one flat vector."""
     def functions(condition):  # (encode, decode, prior) of one example
         return model_functions(model, params, condition)
 
@@ -70,62 +108,82 @@ def draw_figures(workdir, program, params, hyper, test_data, *, num_images: int 
             return ravel_pytree(functions(condition)[2].sample(seed=k))[0]
         return jax.vmap(one)(jax.random.split(key, condition_N.shape[0]), condition_N)
 
-    def repeat(condition, n):  # one condition for n images (None: unconditional)
-        return None if condition is None else jnp.full((n,), condition, jnp.int32)
+    return _ModelView(model, params, image_shape, first, functions, decode, encode, prior_samples)
 
-    paths = []
-    if labels is None:
-        z = functions(None)[2].sample(seed=prior_key, sample_shape=(num_images * num_images,))
-        z = jax.vmap(lambda zi: ravel_pytree(zi)[0])(z)
-        paths.append(plots.prior_samples(np.asarray(decode(z, None)), out / "prior_samples.png",
-                                         ncols=num_images))
-    else:
-        classes = jnp.repeat(jnp.arange(model.num_classes, dtype=jnp.int32), num_images)
-        z = prior_samples(prior_key, classes)
-        paths.append(plots.class_samples(np.asarray(decode(z, classes)), out / "class_samples.png",
-                                         num_classes=model.num_classes))
 
-    x = program.inputs(binarize_key, test.images)
-    mean, z = encode(posterior_key, x, labels)
-    paths.append(plots.reconstructions(np.asarray(x).reshape((-1,) + image_shape),
-                                       np.asarray(decode(z, labels)), out / "reconstructions.png",
-                                       ncols=num_images))
+def _draw_prior_samples(view: _ModelView, out: pathlib.Path, key, num_images: int) -> pathlib.Path:
+    """prior_samples.png: num_images x num_images decodings of z ~ p(z)."""
+    z = view.functions(None)[2].sample(seed=key, sample_shape=(num_images * num_images,))
+    z = jax.vmap(lambda zi: ravel_pytree(zi)[0])(z)
+    return plots.prior_samples(np.asarray(view.decode(z, None)), out / "prior_samples.png",
+                               ncols=num_images)
 
-    # Traversals through the posterior mean of the first test image, along the dimensions
-    # whose posterior means vary most across the shown images (the ones the model uses:
-    # Burda et al.'s activity statistic), at most 10 of them.
-    z_dim = int(mean.shape[-1])
-    activity = np.asarray(jnp.var(mean, axis=0))
+
+def _draw_class_samples(view: _ModelView, out: pathlib.Path, key, num_images: int) -> pathlib.Path:
+    """class_samples.png: one row of `num_images` decodings of z ~ p(z|y) per class y."""
+    classes = jnp.repeat(jnp.arange(view.model.num_classes, dtype=jnp.int32), num_images)
+    z = view.prior_samples(key, classes)
+    return plots.class_samples(np.asarray(view.decode(z, classes)), out / "class_samples.png",
+                               num_classes=view.model.num_classes)
+
+
+def _draw_reconstructions(view: _ModelView, out: pathlib.Path, x, z, labels,
+                          num_images: int) -> pathlib.Path:
+    """reconstructions.png: the model's inputs `x` (N,) + data_shape above the decodings of
+    their posterior draws `z` (N, D)."""
+    return plots.reconstructions(np.asarray(x).reshape((-1,) + view.image_shape),
+                                 np.asarray(view.decode(z, labels)), out / "reconstructions.png",
+                                 ncols=num_images)
+
+
+def _draw_latent_traversals(view: _ModelView, out: pathlib.Path, posterior_mean) -> pathlib.Path:
+    """latent_traversals.png: decodings of the first image's posterior mean with one dimension
+    set to each of -3..3 (11 steps), a row per dimension.
+
+    The dimensions are the ones whose posterior means (`posterior_mean`, (N, D)) vary most
+    across the shown images (the ones the model uses: Burda et al.'s activity statistic),
+    at most 10 of them."""
+    z_dim = int(posterior_mean.shape[-1])
+    activity = np.asarray(jnp.var(posterior_mean, axis=0))
     dims = np.argsort(-activity)[: min(10, z_dim)]
     values = np.linspace(-3.0, 3.0, 11)
-    base = np.asarray(mean[0])
+    base = np.asarray(posterior_mean[0])
     grid = np.repeat(base[None], len(dims) * len(values), 0)
     for row, d in enumerate(dims):
         grid[row * len(values):(row + 1) * len(values), d] = values
-    paths.append(plots.latent_traversals(
-        np.asarray(decode(jnp.asarray(grid), repeat(first, grid.shape[0]))),
+    return plots.latent_traversals(
+        np.asarray(view.decode(jnp.asarray(grid), view.first_condition(grid.shape[0]))),
         out / "latent_traversals.png", num_dims=len(dims), num_steps=len(values), values=values,
-        dims=[int(d) for d in dims]))
+        dims=[int(d) for d in dims])
 
+
+def _draw_training_curves(workdir, out: pathlib.Path) -> list[pathlib.Path]:
+    """[training_curves.png] from the run's metrics.jsonl; [] before its first epoch."""
     metrics = records.read_metrics(workdir)
-    if metrics:
-        paths.append(plots.training_curves(metrics, out / "training_curves.png"))
+    return [plots.training_curves(metrics, out / "training_curves.png")] if metrics else []
 
-    if z_dim == 2:  # a 2-D latent space: decode a grid over [-3, 3]^2, z2 decreasing down rows
-        size, extent = 20, 3.0
-        z1 = np.linspace(-extent, extent, size)
-        z2 = np.linspace(extent, -extent, size)
-        zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
-        paths.append(plots.latent_manifold(np.asarray(decode(jnp.asarray(zz), repeat(first, size * size))),
-                                           out / "latent_manifold.png", grid_size=size,
-                                           extent=extent))
 
-    learned = getattr(model, "learned_images", None)
-    for name, images in (learned(params) if learned is not None else {}).items():
-        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0).reshape((-1,) + image_shape)
+def _draw_latent_manifold(view: _ModelView, out: pathlib.Path) -> pathlib.Path:
+    """latent_manifold.png, for a 2-D latent space: the decodings of a 20 x 20 grid over
+    [-3, 3]^2, z1 increasing along rows and z2 decreasing down them."""
+    size, extent = 20, 3.0
+    z1 = np.linspace(-extent, extent, size)
+    z2 = np.linspace(extent, -extent, size)
+    zz = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)
+    return plots.latent_manifold(
+        np.asarray(view.decode(jnp.asarray(zz), view.first_condition(size * size))),
+        out / "latent_manifold.png", grid_size=size, extent=extent)
+
+
+def _draw_learned_images(view: _ModelView, out: pathlib.Path) -> list[pathlib.Path]:
+    """`<name>.png`, a grid of each set of images the model learns (`learned_images`, e.g.
+    the VampPrior's pseudo-inputs); [] for a model without them."""
+    learned = getattr(view.model, "learned_images", None)
+    paths = []
+    for name, images in (learned(view.params) if learned is not None else {}).items():
+        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0).reshape((-1,) + view.image_shape)
         paths.append(plots.image_grid(images, out / f"{name}.png", ncols=min(25, images.shape[0]),
                                       title=f"{name.replace('_', ' ')} (learned, {images.shape[0]})"))
-    log(f"figures: {', '.join(p.name for p in paths)} -> {out}")
     return paths
 
 

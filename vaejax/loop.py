@@ -134,17 +134,12 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
 
 def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, writers, manager,
             start_epoch, epochs, checkpoint_every, label, log):
-    from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
-
+    """`fit`'s epochs, once its members' records are ready to append to (`written`, with
+    their `writers`); returns (state, {member index: message} of the members that diverged)."""
     stacked = jnp.ndim(hyper["seed"]) == 1
-    num_examples = program.steps_per_epoch * program.batch_size
-    last_value_keys = ("lr", *program.scalars)
     diverged: dict[int, str] = {}
     epoch_times: list[float] = []
-    # A bar for people at a terminal; one line per epoch for logs (Slurm, CI, nohup).
-    bar = tqdm(range(start_epoch, epochs), total=epochs, initial=start_epoch, unit="epoch",
-               desc=label, dynamic_ncols=True,
-               disable=start_epoch >= epochs or not sys.stderr.isatty())
+    bar = _epoch_bar(label, start_epoch, epochs)
     for epoch in bar:
         compile_time = None
         if fns.compiled_epoch is None:
@@ -159,28 +154,10 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
         epoch_time = time.perf_counter() - start
         val = None if val_x is None else jax.device_get(fns.validate(state.params, hyper, val_x))
         steps = np.asarray(jax.device_get(state.step))
-        shown = []
-        for i in written:
-            if i in diverged:
-                continue
-            workdir = workdirs[i]
-            pick = (lambda v, i=i: v[i]) if stacked else (lambda v: v)
-            member = jax.tree.map(pick, metrics)
-            if not np.isfinite(member["loss"]).all():
-                step, diverged[i] = _divergence(member["loss"], int(pick(first_step)), epoch,
-                                                manager)
-                records.write_json(pathlib.Path(workdir) / records.DIVERGED, {
-                    "epoch": epoch + 1, "step": step, "message": diverged[i]})
-                log(f"{label}: {pathlib.Path(workdir).name}: diverged: {diverged[i]}")
-                continue
-            record = epoch_record(epoch + 1, int(pick(steps)), member,
-                                  None if val is None else jax.tree.map(pick, val),
-                                  epoch_time, num_examples, last_value_keys)
-            if compile_time is not None:
-                record["compile_time"] = compile_time
-            records.append_metrics(workdir, record)
-            writers[i].write(record)
-            shown.append(record)
+        shown = _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time,
+                              compile_time, workdirs=workdirs, written=written, writers=writers,
+                              diverged=diverged, manager=manager, stacked=stacked, label=label,
+                              log=log)
         if len(diverged) == len(written):
             break
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
@@ -188,15 +165,76 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
         postfix = _postfix(shown)
         bar.set_postfix(postfix)
         epoch_times.append(epoch_time)
-        left = time_left(epoch_times, epochs - epoch - 1)
-        log(f"{label}: epoch {epoch + 1}/{epochs}"
-            + (f", {len(written) - len(diverged)} members" if stacked else "")
+        members = len(written) - len(diverged) if stacked else None
+        log(_epoch_line(label, epoch, epochs, members=members, epoch_time=epoch_time,
+                        compile_time=compile_time, postfix=postfix,
+                        seconds_left=time_left(epoch_times, epochs - epoch - 1)))
+    bar.close()
+    return state, diverged
+
+
+def _epoch_bar(label: str, start_epoch: int, epochs: int):
+    """The epochs `start_epoch` .. `epochs` - 1 to iterate over: a tqdm bar for people at a
+    terminal, silent otherwise (logs get one line per epoch: Slurm, CI, nohup)."""
+    from tqdm.auto import tqdm  # noqa: PLC0415  (progress output only)
+
+    return tqdm(range(start_epoch, epochs), total=epochs, initial=start_epoch, unit="epoch",
+                desc=label, dynamic_ncols=True,
+                disable=start_epoch >= epochs or not sys.stderr.isatty())
+
+
+def _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time, compile_time, *,
+                  workdirs, written, writers, diverged, manager, stacked, label, log) -> list[dict]:
+    """Writes epoch `epoch` (0-based) of each written member not yet in `diverged`: its
+    metrics.jsonl line and TensorBoard events or, where its loss turned NaN/Inf, its
+    diverged.json, and the member joins `diverged`. Returns the records written.
+
+    `metrics` (per step), `val`, `first_step` (before the epoch) and `steps` (after it) are
+    host values, with a leading member axis when `stacked`; times in seconds (`compile_time`
+    None: no compilation this epoch)."""
+    num_examples = program.steps_per_epoch * program.batch_size
+    last_value_keys = ("lr", *program.scalars)
+    shown = []
+    for i in written:
+        if i in diverged:
+            continue
+        pick = (lambda v, i=i: v[i]) if stacked else (lambda v: v)
+        member = jax.tree.map(pick, metrics)
+        if not np.isfinite(member["loss"]).all():
+            diverged[i] = _write_off(workdirs[i], member["loss"], int(pick(first_step)), epoch,
+                                     manager, label=label, log=log)
+            continue
+        record = epoch_record(epoch + 1, int(pick(steps)), member,
+                              None if val is None else jax.tree.map(pick, val),
+                              epoch_time, num_examples, last_value_keys)
+        if compile_time is not None:
+            record["compile_time"] = compile_time
+        records.append_metrics(workdirs[i], record)
+        writers[i].write(record)
+        shown.append(record)
+    return shown
+
+
+def _write_off(workdir, loss, first_step, epoch, manager, *, label, log) -> str:
+    """Writes the diverged.json of the member of `workdir`, whose per-step `loss` of epoch
+    `epoch` (0-based, from step `first_step`) turned NaN/Inf; returns its message."""
+    step, message = _divergence(loss, first_step, epoch, manager)
+    records.write_json(pathlib.Path(workdir) / records.DIVERGED, {
+        "epoch": epoch + 1, "step": step, "message": message})
+    log(f"{label}: {pathlib.Path(workdir).name}: diverged: {message}")
+    return message
+
+
+def _epoch_line(label, epoch, epochs, *, members, epoch_time, compile_time, postfix,
+                seconds_left) -> str:
+    """The log line of epoch `epoch` (0-based): `members` still training (None: one model),
+    seconds taken, the progress numbers, and the time the training has left."""
+    return (f"{label}: epoch {epoch + 1}/{epochs}"
+            + (f", {members} members" if members is not None else "")
             + f", {epoch_time:.1f} s"
             + (f" (+{compile_time:.1f} s compile)" if compile_time is not None else "")
             + "".join(f", {k} {v}" for k, v in postfix.items())
-            + (f", training done in {duration(left)}" if left > 0 else ""))
-    bar.close()
-    return state, diverged
+            + (f", training done in {duration(seconds_left)}" if seconds_left > 0 else ""))
 
 
 def time_left(epoch_times: list[float], epochs_left: int, window: int = 50) -> float:

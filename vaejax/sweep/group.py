@@ -202,6 +202,9 @@ def prune_group_checkpoints(group: Group, sweep_dir, log=print) -> int:
 
 
 def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devices, log, label):
+    """Trains `group` from its latest checkpoint to its last epoch, writing the workdirs of
+    its `pending` members (indices), then gives each of them that trained to the end its own
+    checkpoint and evaluation; returns their run names."""
     config = group.config
     program = group_fns.program
     splits = program.model_data(splits)
@@ -210,15 +213,48 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     hypers = _stack([program.hyper(run.config) for run in group.runs])
     train_x, val_x = splits.train, splits.validation if config.train.validate else None
     if group_fns.shardings is not None:
-        members, replicated = group_fns.shardings
-        hypers = jax.device_put(hypers, members)
-        train_x = jax.device_put(train_x, replicated)
-        val_x = None if val_x is None else jax.device_put(val_x, replicated)
-        log(f"sweep: {label}: {len(group.runs)} members sharded over "
-            f"{members.mesh.devices.size} devices (mesh axis 'model')")
+        hypers, train_x, val_x = _shard(group_fns.shardings, hypers, train_x, val_x,
+                                        log=log, label=label, num_members=len(group.runs))
 
     manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints,
                                   keep_every=config.train.keep_every, shared=False)
+    start_epoch, state, hypers = _initial_state(group_fns, hypers, manager, devices,
+                                                log=log, label=label)
+    try:
+        state, diverged = loop.fit(
+            program, group_fns.fns, state, hypers, train_x, val_x, workdirs=workdirs,
+            manager=manager, start_epoch=start_epoch, epochs=config.train.epochs,
+            checkpoint_every=config.train.checkpoint_every, label=f"sweep: {label}", log=log)
+    finally:
+        manager.close()
+
+    host_state = jax.device_get(state)
+    alive = [i for i in pending
+             if i not in diverged and not (workdirs[i] / records.DAMAGED).exists()]
+    _save_member_checkpoints(config, host_state, {i: workdirs[i] for i in alive})
+    if not alive:
+        return []
+    _evaluate_members(group, program, state.params, hypers, host_state, splits,
+                      {i: workdirs[i] for i in alive}, group_fns.shardings, group_dir, log)
+    return [group.runs[i].name for i in alive]
+
+
+def _shard(shardings, hypers, train_x, val_x, *, log, label, num_members):
+    """`hypers` of the `num_members` members split over the devices along the member axis,
+    and the data on every device (`shardings`: (members, replicated), `member_shardings`);
+    returns (hypers, train_x, val_x)."""
+    members, replicated = shardings
+    hypers = jax.device_put(hypers, members)
+    train_x = jax.device_put(train_x, replicated)
+    val_x = None if val_x is None else jax.device_put(val_x, replicated)
+    log(f"sweep: {label}: {num_members} members sharded over "
+        f"{members.mesh.devices.size} devices (mesh axis 'model')")
+    return hypers, train_x, val_x
+
+
+def _initial_state(group_fns, hypers, manager, devices, *, log, label):
+    """The group's state at its latest checkpoint in `manager`, or initialized from `hypers`
+    if it has none; returns (the epoch it is at, state, hypers)."""
     state = group_fns.init(hypers)
     start_epoch, state = manager.restore_latest(state, log=log)
     start_epoch = start_epoch or 0
@@ -228,37 +264,38 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
         # Restored arrays are committed to a device; commit fresh ones too, so that a
         # resumed group lowers to the same program (and hits a compilation cache).
         state, hypers = jax.device_put((state, hypers), devices[0])
-    epochs = config.train.epochs
-    try:
-        state, diverged = loop.fit(
-            program, group_fns.fns, state, hypers, train_x, val_x, workdirs=workdirs,
-            manager=manager, start_epoch=start_epoch, epochs=epochs,
-            checkpoint_every=config.train.checkpoint_every, label=f"sweep: {label}", log=log)
-    finally:
-        manager.close()
+    return start_epoch, state, hypers
 
-    host_state = jax.device_get(state)
-    alive = [i for i in pending
-             if i not in diverged and not (workdirs[i] / records.DAMAGED).exists()]
-    for i in alive:  # each member's own checkpoint: `vaejax eval/sample --workdir <run>` work
-        run_manager = checkpoints.Manager(workdirs[i], keep=config.train.keep_checkpoints,
+
+def _save_member_checkpoints(config, host_state, workdirs: dict) -> None:
+    """Saves each member's slice of the group's final `host_state` (numpy, stacked along the
+    member axis) as the last-epoch checkpoint of its run workdir ({member index: workdir}),
+    unless it is there already, so that `vaejax eval/sample --workdir <run>` work."""
+    epochs = config.train.epochs
+    for i, workdir in workdirs.items():
+        run_manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints,
                                           keep_every=config.train.keep_every, shared=False)
         if run_manager.latest_epoch() != epochs:
             run_manager.save(epochs, jax.tree.map(lambda x: jnp.asarray(x[i]), host_state))
         run_manager.close()
-    if not alive:
-        return []
+
+
+def _evaluate_members(group, program, params, hypers, host_state, splits, workdirs: dict,
+                      shardings, group_dir, log) -> None:
+    """Evaluates the group's stacked `params` on the test set (vmapped over the members, from
+    the partial file of `group_dir` if interrupted), then writes each member's figures and
+    results.json into its run workdir ({member index: workdir})."""
+    config = group.config
     test_x = splits.test.take(slice(None, config.eval.num_test_examples or None))
-    if group_fns.shardings is not None:
-        test_x = jax.device_put(test_x, group_fns.shardings[1])
-    results = evaluate.test_metrics(program, state.params, hypers, test_x, config.eval, log=log,
+    if shardings is not None:
+        test_x = jax.device_put(test_x, shardings[1])
+    results = evaluate.test_metrics(program, params, hypers, test_x, config.eval, log=log,
                                     partial_file=evaluate.partial_eval_file(group_dir))
-    for i in alive:
+    for i, workdir in workdirs.items():
         run = group.runs[i]
         member = jax.tree.map(lambda x: jnp.asarray(x[i]), (host_state.params, hypers))
-        evaluate.finish_member(workdirs[i], program, *member, results[i], splits.test, run.config,
+        evaluate.finish_member(workdir, program, *member, results[i], splits.test, run.config,
                                log=log, name=run.name)
-    return [group.runs[i].name for i in alive]
 
 
 def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:
@@ -325,6 +362,20 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
         log(describe_plan(plan, mine, shard, sweep_dir))
         return {"plan": plan, "groups": mine, "trained": [], "skipped": []}
 
+    trained, skipped = _train_shard(plan, mine, shard, sweep_dir, log)
+    if distributed.multiprocess():
+        log(f"sweep: shard {shard} done; waiting for the other processes of the job")
+    distributed.barrier("sweep trained")
+    if distributed.is_primary():
+        report(sweep_dir, log=log)
+    distributed.finish()
+    return {"plan": plan, "groups": mine, "trained": trained, "skipped": skipped}
+
+
+def _train_shard(plan, mine: Sequence[Group], shard: str, sweep_dir: pathlib.Path, log):
+    """Writes the sweep's record, then trains the groups `mine` (this process's share of
+    `shard`) one after another, skipping their finished runs; returns (the names of the runs
+    finished now, those finished before)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(sweep_dir / SWEEP_RECORD, plan.record())
     devices = jax.local_devices()
@@ -337,10 +388,7 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
         skipped += finished
         if len(finished) == len(group.runs):
             log(f"sweep: [{n}/{len(mine)}] {group.id}: all {len(finished)} runs finished; skipped")
-            with contextlib.suppress(locking.DirectoryLockedError):  # held: another process's
-                if (group.workdir(sweep_dir) / checkpoints.CHECKPOINTS).is_dir():
-                    with locking.hold(group.workdir(sweep_dir), f"vaejax sweep (group {group.id})"):
-                        prune_group_checkpoints(group, sweep_dir, log)
+            _prune_unless_held(group, sweep_dir, log)
             continue
         if finished:
             log(f"sweep: [{n}/{len(mine)}] {group.id}: {len(finished)} runs already finished "
@@ -348,13 +396,16 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
         trained += train_group(group, sweep_dir, splits=splits_cache.get(group.config),
                                devices=devices, compiled=compiled, log=log,
                                label=f"[{n}/{len(mine)}] {group.id}")
-    if distributed.multiprocess():
-        log(f"sweep: shard {shard} done; waiting for the other processes of the job")
-    distributed.barrier("sweep trained")
-    if distributed.is_primary():
-        report(sweep_dir, log=log)
-    distributed.finish()
-    return {"plan": plan, "groups": mine, "trained": trained, "skipped": skipped}
+    return trained, skipped
+
+
+def _prune_unless_held(group: Group, sweep_dir: pathlib.Path, log) -> None:
+    """`prune_group_checkpoints` of a finished group that has checkpoints, unless another
+    process holds its directory."""
+    with contextlib.suppress(locking.DirectoryLockedError):  # held: another process's
+        if (group.workdir(sweep_dir) / checkpoints.CHECKPOINTS).is_dir():
+            with locking.hold(group.workdir(sweep_dir), f"vaejax sweep (group {group.id})"):
+                prune_group_checkpoints(group, sweep_dir, log)
 
 
 def _labelled(log, prefix: str):

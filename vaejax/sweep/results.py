@@ -53,52 +53,8 @@ def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
                         and (p / records.RUN_RECORD).exists())
     rows, swept = [], {}
     for name in names:
-        run_dir = runs_dir / name
-        record_damage = None
-        try:
-            record = _read_json_or_none(run_dir / records.RUN_RECORD)
-        except records.DamagedRecordError as error:
-            record, record_damage = None, {"message": str(error)}
-        info = (record or {}).get("sweep") or planned.get(name, {})
-        overrides = info.get("overrides", {})
+        row, overrides = _row(name, runs_dir / name, plan, planned, log)
         swept.update(dict.fromkeys(overrides))
-        if record is not None:
-            flat = config_lib.flatten(record["config"])
-        else:
-            flat = config_lib.flatten((plan or {}).get("base_config", {})) | dict(overrides)
-        results, metrics = None, []
-        damage = record_damage or _read_json_or_none(run_dir / records.DAMAGED)
-        if damage is None:
-            try:
-                results = _read_json_or_none(run_dir / records.RESULTS)
-                metrics = records.read_metrics(run_dir, log=log) if run_dir.is_dir() else []
-            except records.DamagedRecordError as error:
-                damage = {"message": str(error)}
-        if damage is not None:
-            status = "damaged"
-            log(f"sweep: {name}: damaged, left out of the table: {damage['message']}")
-        elif results is not None:
-            status = "finished"
-        elif (run_dir / records.DIVERGED).exists():
-            status = "diverged"
-        elif metrics:
-            status = f"epoch {metrics[-1]['epoch']}"
-        else:
-            status = "pending"
-        row = {"name": name, "latent_dim": flat.get("model.latent_dim"),
-               "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
-        row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
-        row["kl_per_dim"] = (results or {}).get("kl_per_dim")  # for the figures, not the table
-        group = planned.get(name, {}).get("group") or info.get("group")  # the plan's names
-        row.update(wall_time=_wall_time(metrics, results), status=status, group=group)
-        epochs = flat.get("train.epochs") or 0
-        row["_progress"] = {  # for `progress`: epochs done of `epochs`, seconds per epoch
-            "done": epochs if status in ("finished", "diverged") else
-                    (metrics[-1]["epoch"] if metrics else 0),
-            "epochs": epochs,
-            "epoch_time": float(np.median([m["epoch_time"] for m in metrics])) if metrics else None,
-            "eval_time": (results or {}).get("eval_time"),
-            "damaged": status == "damaged"}
         rows.append(row)
     extra = [k for k in swept if k not in ("model.latent_dim", "objective.beta", "seed")]
     labels = short_names(extra)
@@ -106,6 +62,74 @@ def collect(workdir, log=print) -> tuple[list[dict], list[str]]:
         flat = row.pop("_config")
         row.update({labels[key]: flat.get(key) for key in extra})
     return rows, [labels[k] for k in extra]
+
+
+def _row(name: str, run_dir: pathlib.Path, plan: dict | None, planned: dict, log):
+    """The row of run `name` from its workdir `run_dir` (or, not started, from the sweep's
+    `plan`), with its flat config under "_config"; returns (row, the run's swept overrides)."""
+    record_damage = None
+    try:
+        record = _read_json_or_none(run_dir / records.RUN_RECORD)
+    except records.DamagedRecordError as error:
+        record, record_damage = None, {"message": str(error)}
+    info = (record or {}).get("sweep") or planned.get(name, {})
+    overrides = info.get("overrides", {})
+    if record is not None:
+        flat = config_lib.flatten(record["config"])
+    else:
+        flat = config_lib.flatten((plan or {}).get("base_config", {})) | dict(overrides)
+    results, metrics, damage = _outcome(run_dir, record_damage, log)
+    status = _status(run_dir, damage, results, metrics)
+    if status == "damaged":
+        log(f"sweep: {name}: damaged, left out of the table: {damage['message']}")
+    row = {"name": name, "latent_dim": flat.get("model.latent_dim"),
+           "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
+    row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
+    row["kl_per_dim"] = (results or {}).get("kl_per_dim")  # for the figures, not the table
+    group = planned.get(name, {}).get("group") or info.get("group")  # the plan's names
+    row.update(wall_time=_wall_time(metrics, results), status=status, group=group)
+    row["_progress"] = _progress_of(status, metrics, results, flat.get("train.epochs") or 0)
+    return row, overrides
+
+
+def _outcome(run_dir: pathlib.Path, damage: dict | None, log):
+    """A run's results.json (None if not there) and metrics.jsonl records, unless it is
+    damaged already (`damage`, or its damaged.json); returns (results, metrics, damage), with
+    damage {"message": ...} or None."""
+    results, metrics = None, []
+    damage = damage or _read_json_or_none(run_dir / records.DAMAGED)
+    if damage is None:
+        try:
+            results = _read_json_or_none(run_dir / records.RESULTS)
+            metrics = records.read_metrics(run_dir, log=log) if run_dir.is_dir() else []
+        except records.DamagedRecordError as error:
+            damage = {"message": str(error)}
+    return results, metrics, damage
+
+
+def _status(run_dir: pathlib.Path, damage, results, metrics) -> str:
+    """"damaged", "finished", "diverged", "epoch <k>" (under way) or "pending"."""
+    if damage is not None:
+        return "damaged"
+    if results is not None:
+        return "finished"
+    if (run_dir / records.DIVERGED).exists():
+        return "diverged"
+    if metrics:
+        return f"epoch {metrics[-1]['epoch']}"
+    return "pending"
+
+
+def _progress_of(status: str, metrics: list[dict], results: dict | None, epochs: int) -> dict:
+    """What `progress` reads of a run: epochs done of `epochs`, its median epoch time and its
+    evaluation time (seconds; None where not measured), and whether it is damaged."""
+    return {
+        "done": epochs if status in ("finished", "diverged") else
+                (metrics[-1]["epoch"] if metrics else 0),
+        "epochs": epochs,
+        "epoch_time": float(np.median([m["epoch_time"] for m in metrics])) if metrics else None,
+        "eval_time": (results or {}).get("eval_time"),
+        "damaged": status == "damaged"}
 
 
 def _cell(value) -> str:
@@ -180,22 +204,33 @@ def progress(rows: list[dict]) -> str:
 def report(workdir, log=print) -> list[dict]:
     """Writes `<workdir>`/results.csv, results.md and figures/ from the run workdirs that
     exist (every shard's); `vaejax sweep-report` calls it. Returns the rows."""
-    from vaejax import plots  # noqa: PLC0415
-
     sweep_dir = pathlib.Path(workdir)
     if not (sweep_dir / SWEEP_RECORD).exists() and not (sweep_dir / "runs").is_dir():
         raise FileNotFoundError(f"{sweep_dir} holds no sweep (no {SWEEP_RECORD}, no runs/).")
     rows, extra = collect(sweep_dir, log=log)
     columns = ["name", "latent_dim", "beta", "seed", *extra, *RESULT_COLUMNS, "wall_time",
                "status", "group"]
+    _write_csv(sweep_dir / "results.csv", rows, columns)
+    summary = _summary(rows)
+    _write_markdown(sweep_dir, rows, columns, extra, summary)
+    _draw_figures([r for r in rows if r["status"] == "finished"], sweep_dir / "figures")
+    log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
+    return rows
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict], columns: Sequence[str]) -> None:
+    """results.csv: the `columns` of every row ("" where a value is None)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
-    records.atomic_write_text(sweep_dir / "results.csv", buffer.getvalue())
+    records.atomic_write_text(path, buffer.getvalue())
 
-    finished = [r for r in rows if r["status"] == "finished"]
+
+def _summary(rows: list[dict]) -> str:
+    """How many runs are finished, in progress, diverged, damaged and not started, and the
+    epochs done and time left (`progress`): one line."""
     counts = {s: sum(r["status"] == s for r in rows)
               for s in ("finished", "diverged", "damaged", "pending")}
     running = len(rows) - sum(counts.values())
@@ -206,6 +241,13 @@ def report(workdir, log=print) -> list[dict]:
                + (f", {counts['pending']} not started" if counts["pending"] else ""))
     so_far = progress(rows)
     summary += f"; {so_far}" if so_far else ""
+    return summary
+
+
+def _write_markdown(sweep_dir: pathlib.Path, rows: list[dict], columns: Sequence[str],
+                    extra: Sequence[str], summary: str) -> None:
+    """results.md: the `summary`, the mean ± std over seeds (where some setting has several),
+    the table of runs and the figures."""
     text = [f"# Sweep {sweep_dir.name}\n", f"{summary}. Test metrics in nats per example; "
             "wall_time in seconds (a group's training and evaluation time, shared by its "
             "members, which train and are evaluated together).\n"]
@@ -214,14 +256,16 @@ def report(workdir, log=print) -> list[dict]:
     if any(m["seeds"] > 1 for m in means):
         text += ["## Mean ± std over seeds\n", _markdown(means, [*keys, "seeds", *RESULT_COLUMNS])]
     text += ["## Runs\n", _markdown(rows, columns)]
-    figures = sweep_dir / "figures"
     text += ["## Figures\n"] + [f"![{f}](figures/{f})\n" for f in FIGURES]
     records.atomic_write_text(sweep_dir / "results.md", "\n".join(text))
+
+
+def _draw_figures(finished: list[dict], figures: pathlib.Path) -> None:
+    """The `FIGURES` of the `finished` rows, in the folder `figures`."""
+    from vaejax import plots  # noqa: PLC0415
 
     plots.rate_distortion(finished, figures / FIGURES[0])
     plots.nll_vs_latent_dim(finished, figures / FIGURES[1])
     plots.active_units_vs_beta(finished, figures / FIGURES[2])
     plots.kl_per_unit(finished, figures / FIGURES[3])
     plots.nll_by_run(finished, figures / FIGURES[4])
-    log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
-    return rows

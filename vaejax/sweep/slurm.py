@@ -184,11 +184,32 @@ def submit(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_size
             f"with {params}")
         return {"job_id": None, "shards": shards, "logs": []}
     check_slurm()
+    _refuse_while_active(sweep_dir)
+    task = ShardTask(str(pathlib.Path(sweep_file).resolve()), str(sweep_dir), overrides,
+                     max_group_size)
+    job_id, logs = _submit_array(plan, sweep_dir, params, task, shards)
+    tasks = f"an array of {len(todo)} tasks" if len(todo) > 1 else "1 task"
+    log(f"sweep: submitted {summary} as Slurm job {job_id} ({tasks})")
+    for shard, path in zip(shards, logs):
+        log(f"sweep:   shard {shard}: log {path}")
+    log(f"sweep: follow it with `squeue -j {job_id}`; `vaejax sweep-report {workdir}` merges "
+        f"what is finished; the same command again submits what is left")
+    return {"job_id": job_id, "shards": shards, "logs": logs}
+
+
+def _refuse_while_active(sweep_dir: pathlib.Path) -> None:
+    """Raises `SlurmError` if a job submitted for `sweep_dir` is still queued or running."""
     active = active_jobs(sweep_dir)
     if active:
         raise SlurmError(
             f"{sweep_dir} has Slurm job(s) {', '.join(active)} still queued or running "
             f"(squeue -j {','.join(active)}); wait for them or scancel them, then submit again.")
+
+
+def _submit_array(plan, sweep_dir: pathlib.Path, params: dict, task, shards: list[str]):
+    """Writes the sweep's record, submits `task` over `shards` as one array with submitit's
+    `params` and appends the submission to jobs.jsonl; returns (the array's job id, each
+    task's stdout file)."""
     import submitit  # noqa: PLC0415
     from submitit.core.utils import FailedJobError  # noqa: PLC0415
 
@@ -196,8 +217,6 @@ def submit(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_size
     records.write_json(sweep_dir / SWEEP_RECORD, plan.record())
     executor = submitit.SlurmExecutor(folder=sweep_dir / SLURM_DIR)
     executor.update_parameters(**params)
-    task = ShardTask(str(pathlib.Path(sweep_file).resolve()), str(sweep_dir), overrides,
-                     max_group_size)
     try:
         jobs = executor.map_array(task, shards)
     except (FailedJobError, subprocess.CalledProcessError) as error:
@@ -209,10 +228,6 @@ def submit(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_size
         f.write(json.dumps({"job_id": job_id, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
                             "shards": shards, "logs": logs, "parameters": params,
                             "command": shlex.join(sys.argv)}) + "\n")
-    tasks = f"an array of {len(todo)} tasks" if len(todo) > 1 else "1 task"
-    log(f"sweep: submitted {summary} as Slurm job {job_id} ({tasks})")
-    for shard, path in zip(shards, logs):
-        log(f"sweep:   shard {shard}: log {path}")
-    log(f"sweep: follow it with `squeue -j {job_id}`; `vaejax sweep-report {workdir}` merges "
-        f"what is finished; the same command again submits what is left")
-    return {"job_id": job_id, "shards": shards, "logs": logs}
+    return job_id, logs
+
+
