@@ -319,7 +319,7 @@ def test_four_processes_sweep_like_one_and_a_killed_one_stops_them_all(tmp_path,
     rerun = Job(4, command, tmp_path / "logs-rerun")
     assert rerun.wait(timeout=600) == [0, 0, 0, 0], rerun.text()
     if not victim_done:  # killed in training (or evaluation): resumed from its checkpoint
-        assert "resumed from the group checkpoint of epoch" in rerun.out(3), rerun.text()
+        assert "resumed from the checkpoint of epoch" in rerun.out(3), rerun.text()
     for name, text in before.items():  # nothing finished before the kill was redone
         assert (sweep_dir / "runs" / name / records.RESULTS).read_bytes() == text, name
 

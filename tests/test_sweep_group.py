@@ -158,7 +158,7 @@ def test_interrupted_shard_resumes_and_shards_merge(smoke, tmp_path):
 
     log = Log()
     out = group_lib.run_sweep(SMOKE, workdir, overrides=SHRINK, shard="0/2", log=log)
-    assert any("resumed from the group checkpoint of epoch 1" in line for line in log)
+    assert any("resumed from the checkpoint of epoch 1" in line for line in log)
     assert not any("epoch 1/2" in line for line in log)
     assert sorted(out["trained"]) == sorted(GROUP_2)
     assert sorted(p.name for p in (workdir / "runs").iterdir()) == sorted(GROUP_2)  # its own runs

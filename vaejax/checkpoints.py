@@ -148,6 +148,17 @@ class Manager:
             distributed.publish("restore", epoch)
         return epoch, state
 
+    def resume(self, fresh, *, label: str, log=print) -> tuple[int, object]:
+        """(epoch, state) to train on from: the newest checkpoint that restores into `fresh`
+        (a newly initialized state, its template), logged as `<label>: resumed ...`, else
+        (0, fresh). The one resume path of `vaejax train` and of a sweep's groups."""
+        epoch, state = self.restore_latest(fresh, log=log)
+        if not epoch:
+            return 0, fresh
+        log(f"{label}: resumed from the checkpoint of epoch {epoch} "
+            f"(step {int(np.max(jax.device_get(state.step)))})")
+        return epoch, state
+
     def _restore_latest(self, like, *, log) -> tuple[int | None, object]:
         for epoch in reversed(self.epochs()):
             try:

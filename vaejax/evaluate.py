@@ -105,12 +105,13 @@ def _save_partial(path, fingerprint: str, batches: list[np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
-                 partial_file=None):
+def test_metrics(program, params, hyper, test_data, eval_config, *, num_members=None,
+                 log=print, partial_file=None):
     """The results.json numbers for `params` on `test_data` (`Examples` or images): a dict.
 
-    With `params` and `hyper` stacked along a leading axis of M models (a sweep group), both
-    programs are vmapped over the models and a list of M dicts is returned; each equals the
+    With `num_members` = M, `params` and `hyper` are stacked along a leading axis of M models
+    (a sweep group): both programs are vmapped over the models and a list of M dicts is
+    returned; each equals the
     model's own evaluation up to float rounding (the per-example keys are the same). The IWAE
     batch is then `eval.iwae_batch_size // M` examples, so memory stays that of one model.
     With `partial_file`, an interrupted IWAE evaluation continues where it stopped
@@ -119,8 +120,8 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, log=print,
     test_data = data_lib.as_examples(test_data)
     if eval_config.num_test_examples > 0:
         test_data = test_data.take(slice(None, eval_config.num_test_examples))
-    stacked = jnp.ndim(hyper["seed"]) == 1
-    members = int(hyper["seed"].shape[0]) if stacked else 1
+    stacked = num_members is not None
+    members = num_members or 1
     eval_key = lambda seed: run_keys(seed).eval  # noqa: E731
     keys = jax.vmap(eval_key)(hyper["seed"]) if stacked else eval_key(hyper["seed"])
     start = time.perf_counter()

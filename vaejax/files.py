@@ -1,13 +1,16 @@
-"""Files that are never half-written: the umask, and atomic text writes (a temporary file,
-fsync, then a rename). A leaf module: records, the data cache and the published records
-write through it.
+"""Files that are never half-written or lost: the umask, atomic text writes (a temporary
+file, fsync, then a rename), and moving a directory aside instead of deleting it. A leaf
+module: records, the data cache, the published records, `train --overwrite` and a sweep's
+re-planned groups go through it.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tempfile
+import time
 
 
 def umask() -> int:
@@ -42,3 +45,16 @@ def atomic_write_text(path, text: str) -> None:
         if isinstance(error, OSError) and error.filename is None:  # name the file (disk full)
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
+
+
+def move_aside(path) -> pathlib.Path:
+    """Renames the directory `path` to `<name>.replaced-<YYYYmmdd-HHMMSS>` beside it (with
+    `-2`, `-3`, ... if that exists: never into, or over, an earlier one); returns the new path."""
+    path = pathlib.Path(path)
+    stem = f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = path.with_name(stem), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{stem}-{n}")
+    shutil.move(str(path), aside)
+    return aside

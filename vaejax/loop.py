@@ -39,13 +39,15 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclasses.dataclass
 class EpochFunctions:
-    """The jitted epoch and validation functions of one model or of a vmapped group; the
+    """The jitted epoch and validation functions of one model (`num_members` None: state and
+    hyper unstacked) or of a vmapped group of `num_members` (a leading member axis); the
     compiled epoch is kept so that later groups of the same shape reuse it, with the
     progress reporter its callback calls."""
 
     epoch: Callable
     validate: Callable
     progress: Progress
+    num_members: int | None = None
     compiled_epoch: Any = None
 
 
@@ -63,7 +65,7 @@ def epoch_functions(program, *, num_members: int | None = None, out_shardings=No
         return EpochFunctions(jax.jit(train_epoch, donate_argnums=0), jax.jit(validate), progress)
     return EpochFunctions(
         jax.jit(jax.vmap(train_epoch, in_axes=(0, 0, None, None)), donate_argnums=0, **kw),
-        jax.jit(jax.vmap(validate, in_axes=(0, 0, None)), **kw), progress)
+        jax.jit(jax.vmap(validate, in_axes=(0, 0, None)), **kw), progress, num_members)
 
 
 def epoch_record(epoch, step, metrics, val_metrics, epoch_time, num_examples,
@@ -103,13 +105,16 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     """Trains from `start_epoch` to `epochs`; returns (state, {member index: message} of the
     members that diverged).
 
-    `workdirs` has one entry per member (one for a single model, whose state and hyper are
-    then unstacked; M for a group, whose state and hyper carry a leading member axis); a
-    member whose entry is None (a finished run of a resumed group) is trained, not written.
+    `workdirs` has one entry per member: one for a single model (`fns.num_members` None: its
+    state and hyper unstacked), M for a group of `fns.num_members` = M (a leading member
+    axis); a member whose entry is None (a finished run of a resumed group) is trained, not
+    written.
     `manager` checkpoints `state` as it is (a `checkpoints.Manager`). Each written member's
     epochs also go to its TensorBoard events (`vaejax.events`).
     """
-    stacked = jnp.ndim(hyper["seed"]) == 1  # a group: a leading member axis
+    stacked = fns.num_members is not None
+    if len(workdirs) != (fns.num_members or 1):
+        raise ValueError(f"{len(workdirs)} workdirs for {fns.num_members or 1} members")
     written = []
     for i, workdir in enumerate(workdirs):
         if workdir is None:
@@ -136,7 +141,7 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
             start_epoch, epochs, checkpoint_every, label, log):
     """`fit`'s epochs, once its members' records are ready to append to (`written`, with
     their `writers`); returns (state, {member index: message} of the members that diverged)."""
-    stacked = jnp.ndim(hyper["seed"]) == 1
+    stacked = fns.num_members is not None
     diverged: dict[int, str] = {}
     epoch_times: list[float] = []
     bar = _epoch_bar(label, start_epoch, epochs)

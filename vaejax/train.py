@@ -17,12 +17,11 @@ import dataclasses
 import pathlib
 import shutil
 import tempfile
-import time
 
 import jax
 import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, events, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -65,9 +64,7 @@ def owned_workdir(workdir, *, resume: bool, overwrite: bool, what: str = "vaejax
                 workdir.mkdir(parents=True, exist_ok=True)
                 held.enter_context(locking.hold(workdir, what))
                 if overwrite and _holds_run(workdir):
-                    aside = workdir.with_name(
-                        f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-                    shutil.move(str(workdir), aside)
+                    aside = files.move_aside(workdir)
                     log(f"train: --overwrite: moved the previous run to {aside}")
                     workdir.mkdir(parents=True)
                     held.enter_context(locking.hold(workdir, what))
@@ -153,10 +150,7 @@ def _quiet(*_):
 def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
     manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints,
                                       keep_every=config.train.keep_every)
-    start_epoch, state = manager.restore_latest(state, log=log)
-    start_epoch = start_epoch or 0
-    if start_epoch:
-        log(f"train: resumed from the checkpoint of epoch {start_epoch} (step {int(state.step)})")
+    start_epoch, state = manager.resume(state, label="train", log=log)
     program, state, hyper, train_x, val_x = data_parallel(
         program, state, hyper, splits.train, splits.validation, log=log)
     val_x = val_x if config.train.validate else None

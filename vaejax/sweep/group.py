@@ -30,15 +30,13 @@ import dataclasses
 import json
 import math
 import pathlib
-import shutil
-import time
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, events, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -121,8 +119,7 @@ def _prepare_group_dir(group: Group, sweep_dir, log) -> pathlib.Path:
               "config": config_lib.to_dict(group.config)}
     path = group_dir / GROUP_RECORD
     if path.exists() and records.read_json(path)["runs"] != record["runs"]:
-        aside = group_dir.with_name(f"{group_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(str(group_dir), aside)
+        aside = files.move_aside(group_dir)
         log(f"sweep: group {group.id} had other members; its checkpoints moved to {aside}")
     group_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(path, record)
@@ -255,11 +252,7 @@ def _shard(shardings, hypers, train_x, val_x, *, log, label, num_members):
 def _initial_state(group_fns, hypers, manager, devices, *, log, label):
     """The group's state at its latest checkpoint in `manager`, or initialized from `hypers`
     if it has none; returns (the epoch it is at, state, hypers)."""
-    state = group_fns.init(hypers)
-    start_epoch, state = manager.restore_latest(state, log=log)
-    start_epoch = start_epoch or 0
-    if start_epoch:
-        log(f"sweep: {label}: resumed from the group checkpoint of epoch {start_epoch}")
+    start_epoch, state = manager.resume(group_fns.init(hypers), label=f"sweep: {label}", log=log)
     if group_fns.shardings is None:
         # Restored arrays are committed to a device; commit fresh ones too, so that a
         # resumed group lowers to the same program (and hits a compilation cache).
@@ -289,7 +282,8 @@ def _evaluate_members(group, program, params, hypers, host_state, splits, workdi
     test_x = splits.test.take(slice(None, config.eval.num_test_examples or None))
     if shardings is not None:
         test_x = jax.device_put(test_x, shardings[1])
-    results = evaluate.test_metrics(program, params, hypers, test_x, config.eval, log=log,
+    results = evaluate.test_metrics(program, params, hypers, test_x, config.eval,
+                                    num_members=len(group.runs), log=log,
                                     partial_file=evaluate.partial_eval_file(group_dir))
     for i, workdir in workdirs.items():
         run = group.runs[i]
