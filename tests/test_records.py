@@ -53,3 +53,20 @@ def test_records_follow_the_umask_like_ordinary_files(tmp_path, mask):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "r.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "ordinary").stat().st_mode) == 0o666 & ~mask
+
+
+def test_move_aside_never_moves_into_or_over_an_earlier_one(tmp_path):
+    """Two --overwrite moves in the same second keep both earlier runs, each whole."""
+    from vaejax import files
+
+    run = tmp_path / "run"
+    asides = []
+    for generation in range(3):
+        run.mkdir()
+        (run / "metrics.jsonl").write_text(f"generation {generation}\n")
+        asides.append(files.move_aside(run))
+        assert not run.exists()
+    assert len(set(asides)) == 3
+    assert [(a / "metrics.jsonl").read_text() for a in asides] == [
+        f"generation {g}\n" for g in range(3)]
+    assert all(a.parent == tmp_path and a.name.startswith("run.replaced-") for a in asides)
