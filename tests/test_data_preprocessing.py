@@ -64,12 +64,12 @@ def test_preprocess_under_jit_matches_eager(kind):
 
 
 def test_preprocess_unknown_kind_lists_the_kinds():
-    with pytest.raises(ValueError, match="dynamic_binarize.*threshold.*scale.*dequantize"):
+    with pytest.raises(ValueError, match="dequantize.*dynamic_binarize.*scale.*threshold"):
         data.preprocess(jax.random.key(0), jnp.zeros(3, jnp.uint8), kind="binarize")
 
 
 def test_registry_rejects_an_unknown_name_naming_the_kinds():
-    with pytest.raises(ValueError, match="Unknown preprocessing kind 'binarize'") as info:
+    with pytest.raises(ValueError, match="Unknown data.preprocessing 'binarize'") as info:
         preprocessing.preprocessing_fn("binarize")
     for kind in ("dynamic_binarize", "threshold", "scale", "dequantize"):
         assert repr(kind) in str(info.value)
@@ -84,7 +84,7 @@ def test_registry_rejects_an_unknown_name_naming_the_kinds():
     ("dequantize", lambda key, x: data.dequantize(key, x)),
 ])
 def test_registry_holds_every_kind_as_a_function_of_key_and_pixels(kind, reference):
-    assert preprocessing.PREPROCESSING == ("dynamic_binarize", "threshold", "scale", "dequantize")
+    assert preprocessing.PREPROCESSING == ("dequantize", "dynamic_binarize", "scale", "threshold")
     x = jax.random.randint(jax.random.key(7), (4, 28, 28, 1), 0, 256).astype(jnp.uint8)
     key = jax.random.key(8)
     fn = preprocessing.preprocessing_fn(kind)
@@ -92,3 +92,26 @@ def test_registry_holds_every_kind_as_a_function_of_key_and_pixels(kind, referen
     np.testing.assert_array_equal(jax.jit(fn)(key, x), expected)                # bitwise
     jitted = jax.jit(data.preprocess, static_argnames="kind")(key, x, kind=kind)
     np.testing.assert_array_equal(jitted, expected)
+
+
+def test_a_preprocessing_of_ones_own_is_read_from_the_experiment_folder(tmp_path, mnist_dir):
+    """`data.preprocessing = "module:attribute"`: trained with, and evaluated with (its
+    `binary` attribute picks the Bernoulli likelihood's single-pass form)."""
+    from run_helpers import small_config
+    from vaejax import train
+
+    (tmp_path / "my_preprocessing.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def inverted(key, x_uint8):\n"
+        "    del key\n"
+        "    return (x_uint8 < 128).astype(jnp.float32)\n"
+        "inverted.binary = True\n")
+    config = small_config(mnist_dir, **{"data.preprocessing": "my_preprocessing:inverted",
+                                        "train.epochs": 1})
+    config.experiment_dir = str(tmp_path)
+    result = train.train(config, tmp_path / "run", log=lambda *_: None)
+    assert np.isfinite(result["results"]["test/nll"])
+    fn = preprocessing.preprocessing_fn("my_preprocessing:inverted", search_path=str(tmp_path))
+    x = jnp.asarray([0, 127, 128, 255], jnp.uint8)
+    np.testing.assert_array_equal(fn(None, x), [1.0, 1.0, 0.0, 0.0])
+    assert data.is_binary(fn) and not data.is_binary("scale")

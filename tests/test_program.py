@@ -40,7 +40,7 @@ def test_bad_names_fail_before_anything_runs():
         Program.build(tiny_config("optimizer.schedule=cosyne"), IMAGE_SHAPE, 64)
     with pytest.raises(ValueError, match="Unknown objective.beta_schedule 'ramp'"):
         Program.build(tiny_config("objective.beta_schedule=ramp"), IMAGE_SHAPE, 64)
-    with pytest.raises(ValueError, match="Unknown preprocessing kind 'blur'"):
+    with pytest.raises(ValueError, match="Unknown data.preprocessing 'blur'"):
         Program.build(tiny_config("data.preprocessing=blur"), IMAGE_SHAPE, 64)
     with pytest.raises(ValueError, match=r"train.batch_size=8 must be in \[1, 4\]"):
         Program.build(tiny_config(), IMAGE_SHAPE, 4)

@@ -21,9 +21,6 @@ from vaejax import distributions, objectives
 from vaejax.program import run_keys
 
 
-BINARY_PREPROCESSING = ("dynamic_binarize", "threshold")
-
-
 def binary_log_likelihood(x, p_x):
     """log p(x|z) for x in {0, 1}: Bernoulli's single-pass form where it applies (the same
     values, faster for IWAE), else `p_x.log_prob(x)`."""
@@ -38,7 +35,8 @@ def log_likelihood(x, p_x):
 
 
 def likelihood_of(preprocessing):
-    return binary_log_likelihood if preprocessing in BINARY_PREPROCESSING else log_likelihood
+    """log p(x|z) for inputs preprocessed by `preprocessing` (a name or the function)."""
+    return binary_log_likelihood if data_lib.is_binary(preprocessing) else log_likelihood
 
 
 def example_streams(key):

@@ -134,7 +134,7 @@ class Program:
     objective: Callable
     scalars: tuple[str, ...]  # the objective's traced scalars, from config.objective
     beta_schedule: Callable
-    preprocessing: str
+    preprocessing: Callable  # (key, x_uint8) -> the model's input (`data.preprocessing_fn`)
     batch_size: int
     steps_per_epoch: int
     direction: optax.GradientTransformation
@@ -155,7 +155,6 @@ class Program:
                 f"train.batch_size={config.train.batch_size} must be in [1, {num_train}] "
                 f"(the number of training examples)."
             )
-        data_lib.preprocessing_fn(config.data.preprocessing)  # a clear error for a bad name
         model = build_model(config, image_shape, mean_image)
         factory = objective_factory(config)
         scalars = objective_scalars(factory)
@@ -174,7 +173,8 @@ class Program:
             objective=objective,
             scalars=scalars,
             beta_schedule=schedules.from_config(config.objective, search_path=search_path(config)),
-            preprocessing=config.data.preprocessing,
+            preprocessing=data_lib.preprocessing_fn(config.data.preprocessing,
+                                                    search_path=search_path(config)),
             batch_size=config.train.batch_size,
             steps_per_epoch=steps_per_epoch,
             direction=optimizers.direction(config.optimizer, search_path=search_path(config)),

@@ -20,9 +20,11 @@ from vaejax.data.batching import epoch_indices, padded_batch_indices, to_device
 from vaejax.data.cache import CACHE_ENV_VAR, cache_dir
 from vaejax.data.preprocessing import (
     PREPROCESSING,
+    PREPROCESSORS,
     binarization_threshold,
     dequantize,
     dynamic_binarize,
+    is_binary,
     preprocess,
     preprocessing_fn,
     threshold,
@@ -60,6 +62,7 @@ __all__ = [
     "DatasetNotFoundError",
     "NAMES",
     "PREPROCESSING",
+    "PREPROCESSORS",
     "SYSTEM_DIRS",
     "binarization_threshold",
     "cache_dir",
@@ -70,6 +73,7 @@ __all__ = [
     "epoch_indices",
     "fetch",
     "image_shape",
+    "is_binary",
     "load",
     "padded_batch_indices",
     "preprocess",

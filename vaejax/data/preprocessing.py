@@ -1,7 +1,10 @@
 """Pure, jittable preprocessing of uint8 pixels into float32 model inputs, any shape: scaling
 to [0, 1], dynamic binarization (a fresh Bernoulli draw per pixel and step), a fixed threshold
-and uniform dequantization, each selected by name through the registry behind `preprocess`
-(the names are `PREPROCESSING`; every registered function takes `(key, x_uint8)`).
+and uniform dequantization, each selected by name through the registry `PREPROCESSORS` that
+`config.data.preprocessing` names (the names are `PREPROCESSING`). Every entry is a function
+of `(key, x_uint8)`; one whose output is in {0, 1} says so with `binary = True`, and the
+evaluation then uses the Bernoulli likelihood's single-pass form. Your own:
+`data.preprocessing = "my_module:my_preprocessing"`, imported from the experiment's folder.
 """
 from __future__ import annotations
 
@@ -11,8 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import registry
+
 __all__ = [
     "PREPROCESSING",
+    "PREPROCESSORS",
+    "is_binary",
     "binarization_threshold",
     "dequantize",
     "dynamic_binarize",
@@ -89,23 +96,34 @@ def _scale_ignoring_key(key, x_uint8):
 
 
 # The preprocessing kinds by name, each a function of (key, x_uint8) -> float32 of x's shape.
-_PREPROCESSORS: dict[str, Callable] = {
-    "dynamic_binarize": dynamic_binarize,
-    "threshold": _threshold_ignoring_key,
-    "scale": _scale_ignoring_key,
-    "dequantize": dequantize,
-}
-PREPROCESSING = tuple(_PREPROCESSORS)
+PREPROCESSORS = registry.Registry("preprocessing", "data.preprocessing")
+for _name, _fn, _binary in (("dynamic_binarize", dynamic_binarize, True),
+                            ("threshold", _threshold_ignoring_key, True),
+                            ("scale", _scale_ignoring_key, False),
+                            ("dequantize", dequantize, False)):
+    _fn.binary = _binary
+    PREPROCESSORS.register(_name)(_fn)
+PREPROCESSING = tuple(PREPROCESSORS.names())
 
 
-def preprocessing_fn(kind: str) -> Callable:
-    """The function of (key, x_uint8) registered as `kind`; a ValueError naming the kinds else."""
-    fn = _PREPROCESSORS.get(kind) if isinstance(kind, str) else None
-    if fn is None:
-        raise ValueError(f"Unknown preprocessing kind {kind!r}; choose one of {PREPROCESSING}.")
-    return fn
+def preprocessing_fn(kind: str | Callable, *, search_path: str | None = None) -> Callable:
+    """The function of (key, x_uint8) that `kind` names (registered, or "module:attribute"
+    imported with `search_path`, the experiment's folder, on sys.path); a function is returned
+    as it is. A ValueError naming the kinds for an unknown name."""
+    if callable(kind):
+        return kind
+    if not isinstance(kind, str):
+        raise ValueError(f"Unknown data.preprocessing {kind!r}; choose one of {list(PREPROCESSING)} "
+                         "or give your own as \"module:attribute\".")
+    return PREPROCESSORS.get(kind, search_path=search_path)
 
 
-def preprocess(key, x_uint8, *, kind: str):
-    """Dispatches on `kind` (static; one of PREPROCESSING). "threshold" and "scale" ignore `key`."""
+def is_binary(kind: str | Callable) -> bool:
+    """Whether the preprocessing `kind` names gives x in {0, 1} (its `binary` attribute)."""
+    return bool(getattr(preprocessing_fn(kind), "binary", False))
+
+
+def preprocess(key, x_uint8, *, kind: str | Callable):
+    """Applies the preprocessing `kind` names (static: a name of PREPROCESSING or the function
+    itself). "threshold" and "scale" ignore `key`."""
     return preprocessing_fn(kind)(key, x_uint8)
