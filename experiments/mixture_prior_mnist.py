@@ -4,7 +4,7 @@
     vaejax sweep experiments/mixture_prior_mnist.py --workdir sweeps/mixture_prior   # 2 seeds, vmapped
 
 `config.model` holds only the model's own fields: vaejax calls
-`my_models.mixture_prior.MixturePriorVAE(data_shape=(28, 28, 1), latent_dim=..., num_components=...,
+`my_models.mixture_prior.MixturePriorVAE(image_shape=(28, 28, 1), latent_dim=..., num_components=...,
 hidden_size=...)`, importing `my_models` from this file's folder.
 """
 

@@ -1,6 +1,8 @@
 """Built-in models (`vaejax.models`): the protocol's shapes, architectures, and a few optax steps."""
 
 import math
+import sys
+import textwrap
 
 import chex
 import flax.linen as nn
@@ -14,17 +16,17 @@ import vaejax
 from vaejax import models
 
 
-@pytest.mark.parametrize("kind,data_shape", [("mlp", (28, 28, 1)), ("conv", (28, 28, 1)),
-                                             ("mlp", (32, 32, 3)), ("conv", (32, 32, 3))])
+@pytest.mark.parametrize("kind,image_shape", [("mlp", (28, 28, 1)), ("conv", (28, 28, 1)),
+                                              ("mlp", (32, 32, 3)), ("conv", (32, 32, 3))])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-def test_shapes(kind, data_shape, likelihood):
+def test_shapes(kind, image_shape, likelihood):
     fields = dict(kind=kind, latent_dim=5, likelihood=likelihood)
     if kind == "mlp":
         fields["hidden_sizes"] = (32, 16)
-    model = models.build(fields, data_shape)
+    model = models.build(fields, image_shape)
     params = model.init(jax.random.key(0))
     x = jnp.zeros(model.data_shape)  # the MLP reads flat vectors, the conv VAE images
-    assert model.data_shape == ((math.prod(data_shape),) if kind == "mlp" else data_shape)
+    assert model.data_shape == ((math.prod(image_shape),) if kind == "mlp" else image_shape)
     q = model.posterior(params, x)
     chex.assert_shape([q.loc, q.logvar, q.sample(seed=jax.random.key(1))], (5,))
     p_x = model.likelihood(params, q.mean())
@@ -36,7 +38,7 @@ def test_shapes(kind, data_shape, likelihood):
 
 
 def test_seed_conv_architecture_layers():
-    vae = models.conv_vae(data_shape=(28, 28, 1), latent_dim=2)
+    vae = models.conv_vae(image_shape=(28, 28, 1), latent_dim=2)
     params = vae.init(jax.random.key(0))
     enc = jax.tree.map(jnp.shape, params["encoder"])
     dec = jax.tree.map(jnp.shape, params["decoder"])
@@ -49,16 +51,16 @@ def test_seed_conv_architecture_layers():
     assert dec["ConvTranspose_2"]["kernel"] == (3, 3, 32, 1)
 
 
-@pytest.mark.parametrize("data_shape", [(28, 28, 1), (32, 32, 3)])
-def test_conv_vae_equals_the_same_model_built_from_flax_convs(data_shape, monkeypatch):
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3)])
+def test_conv_vae_equals_the_same_model_built_from_flax_convs(image_shape, monkeypatch):
     """vaejax.layers are drop-in: the param tree (so checkpoints) and the function are flax's."""
-    vae = models.conv_vae(data_shape=data_shape, latent_dim=2)
+    vae = models.conv_vae(image_shape=image_shape, latent_dim=2)
     with monkeypatch.context() as m:
         m.setattr(models.conv, "Conv", nn.Conv)
         m.setattr(models.conv, "ConvTranspose", nn.ConvTranspose)
-        reference = models.conv_vae(data_shape=data_shape, latent_dim=2)
+        reference = models.conv_vae(image_shape=image_shape, latent_dim=2)
         reference_params = reference.init(jax.random.key(0))
-        x = jax.random.uniform(jax.random.key(1), data_shape)
+        x = jax.random.uniform(jax.random.key(1), image_shape)
         expected = _raw(reference, reference_params, x)
     params = vae.init(jax.random.key(0))
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference_params)
@@ -74,7 +76,7 @@ def _raw(model, params, x):
 
 
 def test_mlp_mirrors_hidden_sizes():
-    vae = models.mlp_vae(data_shape=(28, 28, 1), latent_dim=20, hidden_sizes=(400,))
+    vae = models.mlp_vae(image_shape=(28, 28, 1), latent_dim=20, hidden_sizes=(400,))
     params = vae.init(jax.random.key(0))
     assert params["encoder"]["Dense_0"]["kernel"].shape == (784, 400)
     assert params["encoder"]["Dense_1"]["kernel"].shape == (400, 40)
@@ -84,7 +86,7 @@ def test_mlp_mirrors_hidden_sizes():
 
 
 def test_bad_inputs_raise_readable_errors():
-    vae = models.mlp_vae(data_shape=(28, 28, 1), latent_dim=3)
+    vae = models.mlp_vae(image_shape=(28, 28, 1), latent_dim=3)
     params = vae.init(jax.random.key(0))
     with pytest.raises(ValueError, match="one example"):
         vae.posterior(params, jnp.zeros((8, 784)))
@@ -100,6 +102,40 @@ def test_bad_inputs_raise_readable_errors():
         models.build(dict(kind="conv", latent_dim=2, hidden_sizes=(4,)), (28, 28, 1))
     with pytest.raises(ValueError, match="Unknown model.likelihood 'poisson'"):
         models.build(dict(kind="mlp", latent_dim=2, likelihood="poisson"), (28, 28, 1))
+
+
+def test_a_plugin_factory_still_taking_data_shape_is_told_to_rename_it(tmp_path, monkeypatch):
+    """Factories are called with `image_shape=` (H, W, C); one written for the old name
+    `data_shape` (a function or a dataclass field) gets an error naming the fix, while
+    `image_shape` (or both names) builds."""
+    (tmp_path / "old_style_models.py").write_text(textwrap.dedent('''
+        import dataclasses
+        from vaejax import models
+
+        def make(*, data_shape, latent_dim):
+            return models.mlp_vae(image_shape=data_shape, latent_dim=latent_dim)
+
+        @dataclasses.dataclass(frozen=True)
+        class OldVAE:
+            data_shape: tuple
+            latent_dim: int = 2
+
+        def new(*, image_shape, latent_dim):
+            return models.mlp_vae(image_shape=image_shape, latent_dim=latent_dim, hidden_sizes=(4,))
+
+        def both(*, image_shape, data_shape=None, latent_dim):
+            return new(image_shape=image_shape, latent_dim=latent_dim)
+    '''))
+    monkeypatch.delitem(sys.modules, "old_style_models", raising=False)  # gone again afterwards
+    for kind, name in [("old_style_models:make", "make"), ("old_style_models:OldVAE", "OldVAE")]:
+        with pytest.raises(ValueError, match=(
+                rf"model.kind='{kind}': {name} takes `data_shape`, but model factories are now "
+                r"called with `image_shape=` \(the image shape, \(H, W, C\)\): rename its "
+                r"`data_shape` parameter to `image_shape`")):
+            models.build(dict(kind=kind, latent_dim=2), (4, 4, 1), search_path=str(tmp_path))
+    for kind in ["old_style_models:new", "old_style_models:both"]:
+        model = models.build(dict(kind=kind, latent_dim=2), (4, 4, 1), search_path=str(tmp_path))
+        assert model.data_shape == (16,)  # the model's own data_shape: the flat x it reads
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])

@@ -25,7 +25,7 @@ LATENT, CLASSES = 3, 4
 
 
 def _model(**kw):
-    fields = dict(data_shape=IMAGE_SHAPE, latent_dim=LATENT, num_classes=CLASSES, hidden_sizes=(5,),
+    fields = dict(image_shape=IMAGE_SHAPE, latent_dim=LATENT, num_classes=CLASSES, hidden_sizes=(5,),
                   activation="tanh") | kw
     return conditional.conditional_vae(**fields)
 

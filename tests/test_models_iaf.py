@@ -18,14 +18,14 @@ from vaejax import distributions, models
 from vaejax.config import load_config
 from vaejax.models import iaf
 
-DATA_SHAPE = (4, 4, 1)  # 16 pixels
+IMAGE_SHAPE = (4, 4, 1)  # 16 pixels
 
 # Every computation is jitted, and few shapes are used: XLA:CPU takes seconds to compile even
 # tiny programs (and eager flax compiles each op), which would dominate the run time.
 
 
 def _vae(**kw):
-    fields = dict(data_shape=DATA_SHAPE, latent_dim=4, hidden_sizes=(8,), flow_hidden_sizes=(12, 12),
+    fields = dict(image_shape=IMAGE_SHAPE, latent_dim=4, hidden_sizes=(8,), flow_hidden_sizes=(12, 12),
                   context_dim=3, flow_steps=2) | kw
     return iaf.iaf_vae(**fields)
 
@@ -43,7 +43,7 @@ def _params(vae):
 
 
 def _x():
-    return (jax.random.uniform(jax.random.key(2), (math.prod(DATA_SHAPE),)) < 0.4).astype(jnp.float32)
+    return (jax.random.uniform(jax.random.key(2), (math.prod(IMAGE_SHAPE),)) < 0.4).astype(jnp.float32)
 
 
 @functools.cache

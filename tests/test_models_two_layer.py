@@ -22,11 +22,11 @@ from vaejax.objectives import bounds
 
 from run_helpers import REPO
 
-X_SHAPE, Z1, Z2 = (2, 3, 1), 3, 2  # tiny: x flattens to (6,)
+IMAGE_SHAPE, Z1, Z2 = (2, 3, 1), 3, 2  # tiny: x flattens to (6,)
 
 
 def tiny_model(**kw):
-    fields = dict(data_shape=X_SHAPE, latent_dims=(Z1, Z2), hidden_sizes=((5, 4), (4,)))
+    fields = dict(image_shape=IMAGE_SHAPE, latent_dims=(Z1, Z2), hidden_sizes=((5, 4), (4,)))
     return two_layer.two_layer_vae(**{**fields, **kw})
 
 
@@ -85,7 +85,7 @@ def hand_log_weights(key, x, params, num_samples):
 # -- the bounds --------------------------------------------------------------------------
 
 def test_architecture_and_shapes():
-    model = two_layer.two_layer_vae(data_shape=(28, 28, 1))  # the paper's
+    model = two_layer.two_layer_vae(image_shape=(28, 28, 1))  # the paper's
     params = model.init(jax.random.key(0))
     shapes = jax.tree.map(jnp.shape, params)
     assert [shapes["q_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(784, 200), (200, 200), (200, 200)]
@@ -160,7 +160,7 @@ def linear_gaussian(x_dim=4, z1_dim=3, z2_dim=2):
     """A model built with linear layers and a Gaussian likelihood, parameters set by hand:
     p(z2) = N(0, I), p(z1|z2) = N(A z2 + b, S1), p(x|z1) = N(C z1 + d, Sx); and q set to
     the exact posterior with its covariances made diagonal (q's only error)."""
-    model = two_layer.two_layer_vae(data_shape=(x_dim,), latent_dims=(z1_dim, z2_dim),
+    model = two_layer.two_layer_vae(image_shape=(x_dim,), latent_dims=(z1_dim, z2_dim),
                                     hidden_sizes=((), ()), likelihood="gaussian")
     ka, kb, kc, kd = jax.random.split(jax.random.key(10), 4)
     a = jax.random.normal(ka, (z1_dim, z2_dim))

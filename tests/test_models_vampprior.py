@@ -25,7 +25,7 @@ K = 3
 
 
 def _model(num_pseudo_inputs=K, **kw):
-    fields = dict(data_shape=IMAGE_SHAPE, latent_dim=LATENT, hidden_sizes=(5,), activation="tanh",
+    fields = dict(image_shape=IMAGE_SHAPE, latent_dim=LATENT, hidden_sizes=(5,), activation="tanh",
                   num_pseudo_inputs=num_pseudo_inputs, pseudo_input_init="uniform") | kw
     return vampprior.vampprior_vae(**fields)
 

@@ -274,7 +274,7 @@ def test_readable_errors(allow_rank_promotion):
 
 
 def test_tcvae_objective_on_a_tiny_model():
-    model = models.mlp_vae(data_shape=(4, 4, 1), latent_dim=2, hidden_sizes=(8,))
+    model = models.mlp_vae(image_shape=(4, 4, 1), latent_dim=2, hidden_sizes=(8,))
     shapes = jax.eval_shape(model.init, jax.random.key(9))  # no compiling: random weights of these shapes
     rng = np.random.default_rng(9)
     params = jax.tree.map(lambda a: jnp.asarray(0.5 * rng.normal(size=a.shape), a.dtype), shapes)

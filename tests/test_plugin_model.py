@@ -148,8 +148,8 @@ def test_an_experiment_outside_the_checkout_finds_the_model_beside_it(tmp_path, 
     (research / "my_model.py").write_text(textwrap.dedent('''
         from vaejax import models
 
-        def make(*, data_shape, latent_dim, width):
-            return models.mlp_vae(data_shape=data_shape, latent_dim=latent_dim, hidden_sizes=(width,))
+        def make(*, image_shape, latent_dim, width):
+            return models.mlp_vae(image_shape=image_shape, latent_dim=latent_dim, hidden_sizes=(width,))
     '''))
     (research / "my_experiment.py").write_text(textwrap.dedent(f'''
         from vaejax.config import load_config

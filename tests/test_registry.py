@@ -31,12 +31,12 @@ def test_registered_names_and_module_paths(tmp_path):
 
 
 def test_call_with_fields_names_the_signature():
-    def factory(*, data_shape, width=3):
-        return data_shape, width
+    def factory(*, image_shape, width=3):
+        return image_shape, width
 
-    assert registry.call_with_fields(factory, {"width": 4}, what="w", data_shape=(2,)) == ((2,), 4)
-    with pytest.raises(ValueError, match=r"w: .*depth.*factory takes \(\*, data_shape, width=3\)"):
-        registry.call_with_fields(factory, {"depth": 4}, what="w", data_shape=(2,))
+    assert registry.call_with_fields(factory, {"width": 4}, what="w", image_shape=(2,)) == ((2,), 4)
+    with pytest.raises(ValueError, match=r"w: .*depth.*factory takes \(\*, image_shape, width=3\)"):
+        registry.call_with_fields(factory, {"depth": 4}, what="w", image_shape=(2,))
     # only_accepted: fields for other callables are left out
     assert registry.call_with_fields(factory, {"depth": 4}, what="w", only_accepted=True,
-                                     data_shape=(2,)) == ((2,), 3)
+                                     image_shape=(2,)) == ((2,), 3)

@@ -35,23 +35,28 @@ class MLP(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class MixturePriorVAE:
-    """Called by vaejax with `data_shape=` (H, W, C) and the other `config.model` fields."""
+    """Called by vaejax with `image_shape=` (H, W, C) and the other `config.model` fields."""
 
-    data_shape: tuple[int, ...]
+    image_shape: tuple[int, ...]
     latent_dim: int = 10
     num_components: int = 10
     hidden_size: int = 256
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of the x it reads: the image as it is (also vaejax's default if absent)."""
+        return self.image_shape
 
     def _encoder(self):
         return MLP((self.hidden_size, 2 * self.latent_dim))
 
     def _decoder(self):
-        return MLP((self.hidden_size, math.prod(self.data_shape)))
+        return MLP((self.hidden_size, math.prod(self.image_shape)))
 
     def init(self, key):
         enc_key, dec_key, mu_key = jax.random.split(key, 3)
         return {
-            "encoder": self._encoder().init(enc_key, jnp.zeros(math.prod(self.data_shape)))["params"],
+            "encoder": self._encoder().init(enc_key, jnp.zeros(math.prod(self.image_shape)))["params"],
             "decoder": self._decoder().init(dec_key, jnp.zeros(self.latent_dim))["params"],
             "prior": {"logits": jnp.zeros(self.num_components),
                       "mu": jax.random.normal(mu_key, (self.num_components, self.latent_dim)),
@@ -69,5 +74,5 @@ class MixturePriorVAE:
             distrax.MultivariateNormalDiag(p["mu"], jnp.exp(p["log_sigma"])))
 
     def likelihood(self, params, z):
-        logits = self._decoder().apply({"params": params["decoder"]}, z).reshape(self.data_shape)
-        return distrax.Independent(distrax.Bernoulli(logits=logits), len(self.data_shape))
+        logits = self._decoder().apply({"params": params["decoder"]}, z).reshape(self.image_shape)
+        return distrax.Independent(distrax.Bernoulli(logits=logits), len(self.image_shape))

@@ -26,8 +26,9 @@ Optional parts, each used by vaejax's core for any model that has it (no branch 
 `log_prob`, and `mean()` for evaluation and figures): vaejax's own (`vaejax.distributions`,
 with closed-form KLs), distrax's or TFP-on-JAX's. Training, evaluation, figures, `reproduce`
 and sweeps use nothing else, so a model written in one file plugs in with
-`config.model.kind = "my_file:MyModel"`: the attribute is called with `data_shape=` (the
-image shape) and the other `config.model` fields as keyword arguments.
+`config.model.kind = "my_file:MyModel"`: the attribute is called with `image_shape=` (the
+image shape (H, W, C)) and the other `config.model` fields as keyword arguments, and returns
+a model (whose `data_shape`, if it has one, is the shape of the x it reads).
 """
 
 from __future__ import annotations
@@ -52,21 +53,33 @@ def data_shape(model, image_shape) -> tuple[int, ...]:
 
 
 def build(model_config, image_shape, *, search_path: str | None = None, mean_image=None):
-    """The model `model_config.kind` names, called with `data_shape=image_shape` and the
-    other fields of `model_config` (a ConfigDict or dict) as keyword arguments.
+    """The model `model_config.kind` names, called with `image_shape=` (the image shape
+    (H, W, C)) and the other fields of `model_config` (a ConfigDict or dict) as keyword
+    arguments. (The model it returns may have a `data_shape`: the shape of the x it reads.)
 
     A factory whose signature names `mean_image` also gets it: the mean training image
     (`image_shape`, intensities / 255), for a data-dependent initialization; `mean_image`
     may be a function returning it, called only then.
+
+    A factory that still takes `data_shape` (the name factories were once called with)
+    and not `image_shape` is refused with a ValueError that says to rename it.
     """
     fields = dict(model_config)
-    factory = MODELS.get(fields.pop("kind"), search_path=search_path)
+    kind = fields.pop("kind")
+    factory = MODELS.get(kind, search_path=search_path)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    parameters = inspect.signature(factory).parameters
+    if "data_shape" in parameters and "image_shape" not in parameters:
+        raise ValueError(
+            f"model.kind={kind!r}: {getattr(factory, '__name__', factory)} takes `data_shape`, "
+            "but model factories are now called with `image_shape=` (the image shape, "
+            "(H, W, C)): rename its `data_shape` parameter to `image_shape`. (A model's "
+            "`data_shape` attribute, the shape of the x it reads, keeps its name.)")
     extra = {}
-    if "mean_image" in inspect.signature(factory).parameters:  # computed only when asked for
+    if "mean_image" in parameters:  # computed only when asked for
         extra["mean_image"] = mean_image() if callable(mean_image) else mean_image
-    return registry.call_with_fields(factory, fields, what=f"model.kind={model_config['kind']!r}",
-                                     data_shape=tuple(int(d) for d in image_shape), **extra)
+    return registry.call_with_fields(factory, fields, what=f"model.kind={kind!r}",
+                                     image_shape=tuple(int(d) for d in image_shape), **extra)
 
 
 OUTPUT_BIASES = ("zeros", "mean_logit")

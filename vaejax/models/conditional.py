@@ -87,7 +87,7 @@ class ConditionalVAE:
 
 
 @MODELS.register("conditional")
-def conditional_vae(*, data_shape: Sequence[int], latent_dim: int, num_classes: int = 10,
+def conditional_vae(*, image_shape: Sequence[int], latent_dim: int, num_classes: int = 10,
                     hidden_sizes: Sequence[int] = (500, 500), activation: str = "relu",
                     prior: str = "standard", likelihood: str = "bernoulli",
                     gaussian_logvar: str | float = "learned") -> ConditionalVAE:
@@ -96,7 +96,7 @@ def conditional_vae(*, data_shape: Sequence[int], latent_dim: int, num_classes: 
     if prior not in PRIORS:
         raise ValueError(f"Unknown model.prior {prior!r} for the conditional VAE; choose one of {PRIORS}.")
     check_sizes(latent_dim=latent_dim, num_classes=num_classes, hidden_sizes=hidden_sizes)
-    flat = (math.prod(int(d) for d in data_shape),)
+    flat = (math.prod(int(d) for d in image_shape),)
     decoder = likelihood_head(likelihood, MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat,
                                                      activation), flat, gaussian_logvar)
     return ConditionalVAE(MLPEncoder(tuple(hidden_sizes), latent_dim, activation), decoder, flat,

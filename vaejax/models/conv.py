@@ -58,18 +58,19 @@ class ConvDecoder(nn.Module):
 
 
 @MODELS.register("conv")
-def conv_vae(*, data_shape: Sequence[int], latent_dim: int, activation: str = "relu",
+def conv_vae(*, image_shape: Sequence[int], latent_dim: int, activation: str = "relu",
              likelihood: str = "bernoulli", gaussian_logvar: str | float = "learned"
              ) -> EncoderDecoderVAE:
-    """The CVAE tutorial's architecture on (H, W, C) images, H and W divisible by 4."""
-    data_shape = tuple(int(d) for d in data_shape)
+    """The CVAE tutorial's architecture on (H, W, C) images, H and W divisible by 4: the
+    model reads the images as they are (its `data_shape` is `image_shape`)."""
+    image_shape = tuple(int(d) for d in image_shape)
     activation_fn(activation)
-    if len(data_shape) != 3 or data_shape[0] % 4 or data_shape[1] % 4:
+    if len(image_shape) != 3 or image_shape[0] % 4 or image_shape[1] % 4:
         raise ValueError(
-            f"The conv VAE needs (H, W, C) images with H and W divisible by 4; got {data_shape}."
+            f"The conv VAE needs (H, W, C) images with H and W divisible by 4; got {image_shape}."
         )
     return EncoderDecoderVAE.make(
         ConvEncoder(latent_dim, activation=activation),
-        ConvDecoder(data_shape, activation=activation),
-        data_shape=data_shape, latent_dim=latent_dim, likelihood=likelihood,
+        ConvDecoder(image_shape, activation=activation),
+        data_shape=image_shape, latent_dim=latent_dim, likelihood=likelihood,
         gaussian_logvar=gaussian_logvar)

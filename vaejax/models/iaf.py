@@ -288,7 +288,7 @@ class IAFVAE(EncoderDecoderVAE):
 
 
 @MODELS.register("iaf")
-def iaf_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (200, 200),
+def iaf_vae(*, image_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (200, 200),
             activation: str = "tanh", flow_steps: int = 2, flow_hidden_sizes: Sequence[int] = (320, 320),
             context_dim: int = 50, forget_bias: float = 1.0, likelihood: str = "bernoulli",
             gaussian_logvar: str | float = "learned") -> IAFVAE:
@@ -299,7 +299,7 @@ def iaf_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequenc
     activation_fn(activation)  # validate early
     check_sizes(latent_dim=latent_dim, hidden_sizes=hidden_sizes, flow_hidden_sizes=flow_hidden_sizes)
     check_sizes(0, flow_steps=flow_steps, context_dim=context_dim)
-    flat = (math.prod(int(d) for d in data_shape),)
+    flat = (math.prod(int(d) for d in image_shape),)
     vae = IAFVAE.make(
         IAFEncoder(tuple(hidden_sizes), latent_dim, context_dim, activation),
         MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat, activation),

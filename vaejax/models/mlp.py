@@ -48,11 +48,12 @@ class MLPDecoder(nn.Module):
 
 
 @MODELS.register("mlp")
-def mlp_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (400,),
+def mlp_vae(*, image_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (400,),
             activation: str = "relu", likelihood: str = "bernoulli",
             gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
             mean_image=None) -> EncoderDecoderVAE:
-    """Encoder `hidden_sizes`, decoder the same reversed, reading flat (H*W*C,) vectors.
+    """Encoder `hidden_sizes`, decoder the same reversed, reading flat (H*W*C,) vectors: the
+    model's `data_shape` is (H*W*C,) for images of `image_shape` (H, W, C).
 
     `output_bias` is where the decoder's last bias starts (`base.output_bias_init`: "zeros",
     or "mean_logit" from `mean_image`, which the program passes).
@@ -62,7 +63,7 @@ def mlp_vae(*, data_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequenc
     """
     activation_fn(activation)  # validate early
     check_sizes(latent_dim=latent_dim, hidden_sizes=hidden_sizes)
-    flat = (math.prod(int(d) for d in data_shape),)
+    flat = (math.prod(int(d) for d in image_shape),)
     return EncoderDecoderVAE.make(
         MLPEncoder(tuple(hidden_sizes), latent_dim, activation),
         MLPDecoder(tuple(reversed(tuple(hidden_sizes))), flat, activation,

@@ -167,7 +167,7 @@ class TwoLayerVAE:
 
 
 @MODELS.register("two_layer")
-def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (100, 50),
+def two_layer_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] = (100, 50),
                   hidden_sizes: Sequence[Sequence[int]] = ((200, 200), (100, 100)),
                   activation: str = "tanh", likelihood: str = "bernoulli",
                   gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
@@ -188,7 +188,7 @@ def two_layer_vae(*, data_shape: Sequence[int], latent_dims: Sequence[int] = (10
                          f"layer (2), got {latent_dims} and {hidden_sizes}.")
     z1_dim, z2_dim = latent_dims
     (x_hidden, z_hidden) = hidden_sizes
-    flat = (math.prod(int(d) for d in data_shape),)
+    flat = (math.prod(int(d) for d in image_shape),)
     return TwoLayerVAE(
         q_z1=MLPEncoder(x_hidden, z1_dim, activation),
         q_z2=ConditionalGaussian(z_hidden, z2_dim, activation),

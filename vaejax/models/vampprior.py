@@ -101,7 +101,7 @@ class VampPriorVAE:
 
 
 @MODELS.register("vampprior")
-def vampprior_vae(*, data_shape: Sequence[int], latent_dim: int = 40,
+def vampprior_vae(*, image_shape: Sequence[int], latent_dim: int = 40,
                   hidden_sizes: Sequence[int] = (300, 300), activation: str = "silu",
                   num_pseudo_inputs: int = 500, pseudo_input_init: str = "random",
                   pseudo_input_mean: float = 0.05, pseudo_input_std: float = 0.01,
@@ -121,7 +121,7 @@ def vampprior_vae(*, data_shape: Sequence[int], latent_dim: int = 40,
         raise ValueError(f"Unknown pseudo_input_init {pseudo_input_init!r}; choose one of "
                          f"{sorted(PSEUDO_INPUT_INITS)}.")
     check_sizes(num_pseudo_inputs=num_pseudo_inputs)
-    vae = mlp_vae(data_shape=data_shape, latent_dim=latent_dim, hidden_sizes=hidden_sizes,
+    vae = mlp_vae(image_shape=image_shape, latent_dim=latent_dim, hidden_sizes=hidden_sizes,
                   activation=activation, likelihood=likelihood, gaussian_logvar=gaussian_logvar)
     return VampPriorVAE(vae, int(num_pseudo_inputs), pseudo_input_init,
                         float(pseudo_input_mean), float(pseudo_input_std))

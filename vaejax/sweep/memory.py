@@ -7,6 +7,7 @@ one training step compiled (not run) for it. `describe_plan` is the text of
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.program import Program, run_keys
 from vaejax.sweep.plan import Group, Plan, _finished
@@ -21,7 +23,7 @@ from vaejax.sweep.plan import Group, Plan, _finished
 # Activation memory: bytes per float x (forward value, its gradient, pre-activation, slack).
 
 
-def memory_estimate(config, data_shape: Sequence[int], num_members: int) -> dict:
+def memory_estimate(config, image_shape: Sequence[int], num_members: int) -> dict:
     """Bytes a group of `num_members` runs of `config` needs while training, as XLA counts
     them for one compiled (not run) training step of the vmapped group:
 
@@ -31,14 +33,14 @@ def memory_estimate(config, data_shape: Sequence[int], num_members: int) -> dict
     Any model of the protocol works, since nothing is read from its layers. Compiling takes
     seconds per group shape. Not counted: the uint8 images (on the device once, shared).
     """
-    mean_image = np.full(tuple(data_shape), 0.5, np.float32)  # shapes only: no data here
-    program = Program.build(config, data_shape, config.train.batch_size, mean_image)
+    mean_image = np.full(tuple(image_shape), 0.5, np.float32)  # shapes only: no data here
+    program = Program.build(config, image_shape, config.train.batch_size, mean_image)
     hyper = jax.tree.map(lambda a: jax.ShapeDtypeStruct((num_members,) + a.shape, a.dtype),
                          program.hyper(config))
     state = jax.eval_shape(jax.vmap(program.init_state), hyper)
     keys = jax.eval_shape(jax.vmap(run_keys), hyper["seed"])
     batch = data_lib.Examples(
-        jax.ShapeDtypeStruct((config.train.batch_size, *data_shape), jnp.uint8),
+        jax.ShapeDtypeStruct((config.train.batch_size, *image_shape), jnp.uint8),
         jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32) if program.conditioning else None)
     step = jax.jit(jax.vmap(program.train_step, in_axes=(0, 0, None, 0)), donate_argnums=0)
     stats = step.lower(state, hyper, batch, keys).compile().memory_analysis()
@@ -67,10 +69,11 @@ def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_
     lines.append(f"{'group':<40} {'members':>7} {'params/member':>13} "
                  f"{'params+adam MB':>14} {'activations MB':>14} {'total MB':>9}")
     for group in shard_groups_:
-        name, data_dir = group.config.data.name, group.config.data.data_dir or None
-        if (name, data_dir) not in shapes:
-            shapes[name, data_dir] = data_lib.image_shape(name, data_dir=data_dir)
-        est = memory_estimate(group.config, shapes[name, data_dir], len(group.runs))
+        data = json.dumps(config_lib.to_dict(group.config.data), sort_keys=True)
+        if data not in shapes:
+            shapes[data] = data_lib.example_shape(
+                group.config.data, search_path=group.config.get("experiment_dir") or None)
+        est = memory_estimate(group.config, shapes[data], len(group.runs))
         lines.append(f"{group.id:<40} {len(group.runs):>7} {est['params_per_member']:>13,} "
                      f"{_mb(est['params_bytes']):>14.1f} {_mb(est['activations_bytes']):>14.1f} "
                      f"{_mb(est['total_bytes']):>9.1f}")
