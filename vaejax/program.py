@@ -86,7 +86,7 @@ def vmapped_keys(config) -> tuple[str, ...]:
 def check_new_run(config) -> None:
     """Refuses a setting that nothing the config selects reads, unless it holds its neutral
     value (`registry.refuse_unread`): of the objective and its beta schedule, the optimizer and
-    its learning-rate schedule, and the data (`data.check_settings`). A model's factory refuses
+    its learning-rate schedule, and the dataset (`data.DATASETS`). A model's factory refuses
     the fields it does not take itself. Checked before a new run writes anything, not when a
     recorded run is loaded.
     """
@@ -96,10 +96,11 @@ def check_new_run(config) -> None:
         "objective", objective, [(OBJECTIVES, objective.kind),
                                  (schedules.BETA_SCHEDULES, objective.beta_schedule)],
         always=("kind",), search_path=where)
+    registry.refuse_unread("data", config.data, [(data_lib.DATASETS, config.data.name)],
+                           always=data_lib.datasets.PROGRAM_SETTINGS, search_path=where)
     registry.refuse_unread(
         "optimizer", opt, [(optimizers.OPTIMIZERS, opt.name), (optimizers.LR_SCHEDULES, opt.schedule)],
         always=optimizers.PROGRAM_SETTINGS, search_path=where)
-    data_lib.check_settings(config.data)
 
 
 def model_conditioning(model, objective, config) -> str | None:

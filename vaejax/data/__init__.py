@@ -36,7 +36,6 @@ from vaejax.data.sources import (
     NAMES,
     SYSTEM_DIRS,
     CorruptDataError,
-    check_settings,
     Dataset,
     DatasetNotFoundError,
     describe,
@@ -47,6 +46,7 @@ from vaejax.data.sources import (
     read_idx,
     split_validation,
 )
+from vaejax.data.datasets import DATASETS, example_shape
 from vaejax.data.splits import Examples, Splits, as_examples, load_splits
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "as_examples",
     "load_splits",
     "CACHE_ENV_VAR",
+    "DATASETS",
+    "example_shape",
     "CorruptDataError",
     "DATA_DIR_ENV_VAR",
     "DATASET_ENV_VARS",
@@ -66,7 +68,6 @@ __all__ = [
     "SYSTEM_DIRS",
     "binarization_threshold",
     "cache_dir",
-    "check_settings",
     "dequantize",
     "describe",
     "dynamic_binarize",

@@ -1,6 +1,6 @@
 """Device-resident batching: batch index arrays for a training epoch (a fresh permutation,
 jittable, ragged remainder dropped) and for evaluation (every example exactly once, padded and
-masked), and `to_device` to put uint8 images on the device once so that batches are gathered
+masked), and `to_device` to put the examples (uint8 images) on the device once so that batches are gathered
 there instead of being copied from the host each step.
 """
 from __future__ import annotations
@@ -42,9 +42,13 @@ def padded_batch_indices(num_examples: int, batch_size: int):
     return indices.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
 
 
-def to_device(images_uint8, device=None) -> jax.Array:
-    """jax.device_put of uint8 images (they stay uint8: 4x less memory than float32)."""
-    images = np.asarray(images_uint8)
+def to_device(images, device=None) -> jax.Array:
+    """jax.device_put of the examples as they are: uint8 pixels stay uint8 (4x less memory
+    than float32; preprocessing makes the model's floats batch by batch); float data are
+    put as float32."""
+    images = np.asarray(images)
     if images.dtype != np.uint8:
-        raise TypeError(f"expected uint8 images, got {images.dtype}")
+        if not np.issubdtype(images.dtype, np.floating):
+            raise TypeError(f"expected uint8 pixels or floats, got {images.dtype}")
+        images = images.astype(np.float32)
     return jax.device_put(images, device)

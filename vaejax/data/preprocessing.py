@@ -19,6 +19,7 @@ from vaejax import registry
 __all__ = [
     "PREPROCESSING",
     "PREPROCESSORS",
+    "as_float",
     "is_binary",
     "binarization_threshold",
     "dequantize",
@@ -95,12 +96,20 @@ def _scale_ignoring_key(key, x_uint8):
     return to_unit_interval(x_uint8)
 
 
+def as_float(key, x):
+    """x as float32, values unchanged: for data that are already the model's inputs (a
+    dataset of floats); `key` is unused."""
+    del key
+    return jnp.asarray(x, jnp.float32)
+
+
 # The preprocessing kinds by name, each a function of (key, x_uint8) -> float32 of x's shape.
 PREPROCESSORS = registry.Registry("preprocessing", "data.preprocessing")
 for _name, _fn, _binary in (("dynamic_binarize", dynamic_binarize, True),
                             ("threshold", _threshold_ignoring_key, True),
                             ("scale", _scale_ignoring_key, False),
-                            ("dequantize", dequantize, False)):
+                            ("dequantize", dequantize, False),
+                            ("identity", as_float, False)):
     _fn.binary = _binary
     PREPROCESSORS.register(_name)(_fn)
 PREPROCESSING = tuple(PREPROCESSORS.names())

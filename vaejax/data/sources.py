@@ -29,7 +29,6 @@ import numpy as np
 from vaejax.data.cache import _cache_file, _read_cache, _Source, _write_cache, cache_dir
 
 __all__ = [
-    "check_settings",
     "CorruptDataError",
     "DATA_DIR_ENV_VAR",
     "DATASET_ENV_VARS",
@@ -85,6 +84,7 @@ class _Spec:
     num_test: int
     download_host: str               # probed before letting TFDS download
     folder_names: tuple[str, ...]    # subfolders of data_dir / VAEJAX_DATA_DIR that hold it
+    system_package: str = ""         # the Debian package that installs it in SYSTEM_DIRS
 
 
 _SPECS = {
@@ -92,7 +92,7 @@ _SPECS = {
                    "storage.googleapis.com", ("mnist",)),
     "fashion_mnist": _Spec("idx", "fashion_mnist", ("train",), (28, 28, 1), 10, 60_000, 10_000,
                            "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-                           ("fashion_mnist", "fashion-mnist")),
+                           ("fashion_mnist", "fashion-mnist"), "dataset-fashion-mnist"),
     # Train is Larochelle's train (50000) then valid (10000): the last 10000 are his valid set.
     "binarized_mnist": _Spec("amat", "binarized_mnist", ("train", "validation"), (28, 28, 1), None,
                              60_000, 10_000, "www.cs.toronto.edu",
@@ -529,20 +529,14 @@ def _spec_for(name: str) -> _Spec | None:
     return _SPECS[key]
 
 
-def check_settings(data_config) -> None:
-    """Refuses a `config.data` setting the named dataset does not read: `data_dir` is read only
-    by the datasets that come as files (mnist, fashion_mnist, binarized_mnist); `idx:<folder>`
-    names its folder itself, and cifar10 comes from TFDS only."""
-    name, data_dir = data_config["name"], data_config.get("data_dir") or ""
-    if not data_dir:
-        return
+def _refuse_data_dir(name: str, data_dir) -> None:
+    """`data_dir` names a folder of the dataset's files: refused for cifar10 (TFDS only) and
+    `idx:<folder>` (which names its folder itself)."""
     spec = _spec_for(name)
-    if spec is None or spec.file_format is None:
-        readers = ", ".join(n for n, s in _SPECS.items() if s.file_format is not None)
-        where = ("names its folder itself" if spec is None
-                 else "comes from TensorFlow Datasets only (set $TFDS_DATA_DIR)")
-        raise ValueError(f"data.data_dir={data_dir!r} is read only by the datasets {readers}, "
-                         f"not by data.name={name!r}, which {where}: leave data.data_dir \"\".")
+    if data_dir and (spec is None or spec.file_format is None):
+        raise ValueError(f"data_dir={os.fspath(data_dir)!r} does nothing for {name!r}, which "
+                         + ("names its folder itself" if spec is None else
+                            "comes from TensorFlow Datasets only (set $TFDS_DATA_DIR)") + ".")
 
 
 def _not_found_message(name: str, spec: _Spec, tried: list[str]) -> str:
@@ -554,8 +548,8 @@ def _not_found_message(name: str, spec: _Spec, tried: list[str]) -> str:
         env_text = f"${env} or ${DATA_DIR_ENV_VAR}" if env else f"${DATA_DIR_ENV_VAR}"
         lines.append(f"  - put {_expected_files(spec)} in a folder and pass data_dir=<folder> "
                      f"or set {env_text};")
-    if name == "fashion_mnist":
-        lines.append("  - or install the Debian package: apt-get install dataset-fashion-mnist;")
+    if spec.system_package:
+        lines.append(f"  - or install the Debian package: apt-get install {spec.system_package};")
     either = "or " if len(lines) > len(tried) + 2 else ""
     lines.append(f"  - {either}pip install 'vaejax[tfds]' and run `vaejax data fetch {name}` on a "
                  f"machine with internet (then copy its TFDS data dir, or the .npz from "
@@ -574,7 +568,7 @@ def load(name: str, *, data_dir: str | None = None, log: Callable = print) -> Da
     data) within seconds when offline, and CorruptDataError (naming the file) on a malformed
     file.
     """
-    check_settings({"name": name, "data_dir": os.fspath(data_dir) if data_dir else ""})
+    _refuse_data_dir(name, data_dir)
     spec = _spec_for(name)
     if spec is not None:
         name = name.lower().replace("-", "_")

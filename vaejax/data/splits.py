@@ -8,14 +8,15 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from vaejax.data import batching, sources
+from vaejax.data import batching, datasets, preprocessing, sources
 
 
 class Examples(NamedTuple):
     """Images and, where the dataset has them, their labels: a pytree, so `jax.tree.map`
     slices it and places it on devices, and jitted code takes it as one argument.
 
-    images: (N, H, W, C) uint8; labels: (N,) int32, or None (binarized_mnist has none, and
+    images: (N, H, W, C) uint8 for the image datasets; a user's dataset may give other shapes
+    and floats (`datasets`). labels: (N,) int32, or None (binarized_mnist has none, and
     `Program.model_data` drops them for a model that does not condition on them).
     """
 
@@ -27,8 +28,10 @@ class Examples(NamedTuple):
         return int(self.images.shape[0])
 
     def mean_image(self) -> np.ndarray:
-        """(H, W, C) float32: the mean image, intensities / 255 (for a data-dependent init)."""
-        return (np.asarray(self.images).mean(axis=0, dtype=np.float64) / 255.0).astype(np.float32)
+        """(H, W, C) float32: the mean image, intensities / 255 for uint8 pixels (for a
+        data-dependent init); the mean example as it is for float data."""
+        mean = np.asarray(self.images).mean(axis=0, dtype=np.float64)
+        return (mean / 255.0 if self.images.dtype == np.uint8 else mean).astype(np.float32)
 
     def take(self, index) -> "Examples":
         """The examples at `index` (an index array, or a slice) of every field."""
@@ -53,9 +56,15 @@ class Splits:
 
 
 def load_splits(config, log=print) -> Splits:
-    """The dataset of `config.data`, split and put on the default device (images as uint8,
-    labels as int32 where the dataset has them)."""
-    ds = sources.load(config.data.name, data_dir=config.data.data_dir or None, log=log)
+    """The dataset of `config.data` (`datasets.load`), split and put on the default device
+    (images as the dataset gives them, labels as int32 where it has them).
+
+    Refuses, before anything is written, data that `config.data.preprocessing` cannot take (it
+    is traced on one example) and figures (`eval.figures`) for examples that are not images
+    (H, W, C)."""
+    search_path = config.get("experiment_dir") or None
+    ds = datasets.load(config.data, search_path=search_path, log=log)
+    _check_fit(config, ds, search_path)
     train = (ds.train_images, ds.train_labels)
     validation = None
     if config.data.num_validation > 0:
@@ -74,3 +83,18 @@ def load_splits(config, log=print) -> Splits:
         test=on_device(ds.test_images, ds.test_labels),
         source=ds.source,
     )
+
+
+def _check_fit(config, ds: sources.Dataset, search_path) -> None:
+    shape, dtype = ds.image_shape, ds.train_images.dtype
+    fn = preprocessing.preprocessing_fn(config.data.preprocessing, search_path=search_path)
+    try:
+        jax.eval_shape(fn, jax.random.key(0), jax.ShapeDtypeStruct(shape, dtype))
+    except TypeError as error:
+        raise ValueError(
+            f"data.preprocessing={config.data.preprocessing!r} cannot take the {dtype} examples "
+            f"of data.name={config.data.name!r} ({error}); data.preprocessing='identity' passes "
+            "float data to the model as they are.") from None
+    if config.eval.figures and len(shape) != 3:
+        raise ValueError(f"eval.figures draws images (H, W, C), but data.name={config.data.name!r} "
+                         f"gives examples of shape {shape}: set eval.figures=False.")
