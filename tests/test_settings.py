@@ -153,3 +153,17 @@ def test_a_recorded_run_with_an_ignored_setting_still_builds(mnist_dir):
         program.check_new_run(config)
     built = program.Program.build(config, (28, 28, 1), 1024)
     assert built.scalars == ()
+
+
+def test_the_readme_table_of_objective_settings_is_what_the_objectives_read():
+    """The README says which objective reads which setting: checked against the signatures."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`") \
+                and cells[2] and ("beta" in cells[1] or cells[2] == "not read"):
+            for name in cells[0].replace("`", "").split(","):
+                rows[name.strip()] = {s.strip() for s in cells[1].split(",")}
+    assert set(rows) == set(OBJECTIVES.names())
+    for name, settings in rows.items():
+        assert settings == set(OBJECTIVES.settings(name)), name
