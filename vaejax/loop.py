@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import events, records
+from vaejax import checkpoints, events, records
 from vaejax import metrics as metrics_lib
 from vaejax.progress import Progress, duration
 
@@ -97,6 +97,35 @@ def _divergence(loss, first_step, epoch, manager) -> tuple[int, str]:
             + (f"The last good checkpoint (epoch {good}) is kept in {manager.directory}."
                if good is not None else "No checkpoint was written before it.")
             + " Lower optimizer.learning_rate or set optimizer.grad_clip_norm.")
+
+
+def train_from_checkpoint(program, fresh, hyper, train_x, val_x, *, checkpoint_dir,
+                          train_config, workdirs, place: Callable, shared: bool = True,
+                          label: str = "train", log=print):
+    """The run orchestration of `vaejax train` (one model) and of each sweep group: resume
+    from the newest checkpoint in `checkpoint_dir` (`fresh`, a newly initialized state, is its
+    template and the start when there is none), place the arrays on the devices, train to
+    `train_config.epochs` writing `workdirs` (`fit`), and close the checkpoints.
+
+    `place(program, state, hyper, train_x, val_x)` returns them placed where they train, with
+    the epoch functions: `(program, fns, state, hyper, train_x, val_x)` (train shards each
+    batch over the devices; a group, its members). `shared`: the checkpoints are one job's,
+    written by process 0 (`checkpoints.Manager`). Returns (start_epoch, program, state, hyper,
+    {member index: message} of the members that diverged).
+    """
+    manager = checkpoints.Manager(checkpoint_dir, keep=train_config.keep_checkpoints,
+                                  keep_every=train_config.keep_every, shared=shared)
+    try:
+        start_epoch, state = manager.resume(fresh, label=label, log=log)
+        program, fns, state, hyper, train_x, val_x = place(program, state, hyper, train_x, val_x)
+        state, diverged = fit(program, fns, state, hyper, train_x, val_x, workdirs=workdirs,
+                              manager=manager, start_epoch=start_epoch,
+                              epochs=train_config.epochs,
+                              checkpoint_every=train_config.checkpoint_every, label=label,
+                              log=log)
+    finally:
+        manager.close()
+    return start_epoch, program, state, hyper, diverged
 
 
 def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,

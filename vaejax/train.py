@@ -21,7 +21,7 @@ import tempfile
 import jax
 import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, records
+from vaejax import distributed, evaluate, events, files, locking, loop, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -148,13 +148,11 @@ def _quiet(*_):
 
 
 def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
-    manager = checkpoints.Manager(workdir, keep=config.train.keep_checkpoints,
-                                      keep_every=config.train.keep_every)
-    start_epoch, state = manager.resume(state, label="train", log=log)
-    program, state, hyper, train_x, val_x = data_parallel(
-        program, state, hyper, splits.train, splits.validation, log=log)
-    val_x = val_x if config.train.validate else None
-    epochs = config.train.epochs
+    def place(program, state, hyper, train_x, val_x):
+        program, state, hyper, train_x, val_x = data_parallel(
+            program, state, hyper, train_x, val_x, log=log)
+        return program, loop.epoch_functions(program), state, hyper, train_x, val_x
+
     with contextlib.ExitStack() as scratch:
         records_dir = workdir
         if not distributed.is_primary():
@@ -165,13 +163,10 @@ def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, l
                 prefix=f"vaejax-process{jax.process_index()}-")))
             if (workdir / records.METRICS).exists():
                 shutil.copy(workdir / records.METRICS, records_dir / records.METRICS)
-        try:
-            state, diverged = loop.fit(
-                program, loop.epoch_functions(program), state, hyper, train_x, val_x,
-                workdirs=[records_dir], manager=manager, start_epoch=start_epoch,
-                epochs=epochs, checkpoint_every=config.train.checkpoint_every, log=log)
-        finally:
-            manager.close()
+        start_epoch, program, state, hyper, diverged = loop.train_from_checkpoint(
+            program, state, hyper, splits.train,
+            splits.validation if config.train.validate else None, checkpoint_dir=workdir,
+            train_config=config.train, workdirs=[records_dir], place=place, log=log)
     if diverged:
         raise loop.TrainingDiverged(diverged[0])
     with distributed.primary_first("evaluation"):  # the others wait for process 0's

@@ -213,17 +213,17 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
         hypers, train_x, val_x = _shard(group_fns.shardings, hypers, train_x, val_x,
                                         log=log, label=label, num_members=len(group.runs))
 
-    manager = checkpoints.Manager(group_dir, keep=config.train.keep_checkpoints,
-                                  keep_every=config.train.keep_every, shared=False)
-    start_epoch, state, hypers = _initial_state(group_fns, hypers, manager, devices,
-                                                log=log, label=label)
-    try:
-        state, diverged = loop.fit(
-            program, group_fns.fns, state, hypers, train_x, val_x, workdirs=workdirs,
-            manager=manager, start_epoch=start_epoch, epochs=config.train.epochs,
-            checkpoint_every=config.train.checkpoint_every, label=f"sweep: {label}", log=log)
-    finally:
-        manager.close()
+    def place(program, state, hypers, train_x, val_x):
+        if group_fns.shardings is None:
+            # Restored arrays are committed to a device; commit fresh ones too, so that a
+            # resumed group lowers to the same program (and hits a compilation cache).
+            state, hypers = jax.device_put((state, hypers), devices[0])
+        return program, group_fns.fns, state, hypers, train_x, val_x
+
+    _, program, state, hypers, diverged = loop.train_from_checkpoint(
+        program, group_fns.init(hypers), hypers, train_x, val_x, checkpoint_dir=group_dir,
+        train_config=config.train, workdirs=workdirs, place=place, shared=False,
+        label=f"sweep: {label}", log=log)
 
     host_state = jax.device_get(state)
     alive = [i for i in pending
@@ -247,17 +247,6 @@ def _shard(shardings, hypers, train_x, val_x, *, log, label, num_members):
     log(f"sweep: {label}: {num_members} members sharded over "
         f"{members.mesh.devices.size} devices (mesh axis 'model')")
     return hypers, train_x, val_x
-
-
-def _initial_state(group_fns, hypers, manager, devices, *, log, label):
-    """The group's state at its latest checkpoint in `manager`, or initialized from `hypers`
-    if it has none; returns (the epoch it is at, state, hypers)."""
-    start_epoch, state = manager.resume(group_fns.init(hypers), label=f"sweep: {label}", log=log)
-    if group_fns.shardings is None:
-        # Restored arrays are committed to a device; commit fresh ones too, so that a
-        # resumed group lowers to the same program (and hits a compilation cache).
-        state, hypers = jax.device_put((state, hypers), devices[0])
-    return start_epoch, state, hypers
 
 
 def _save_member_checkpoints(config, host_state, workdirs: dict) -> None:
