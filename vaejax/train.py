@@ -13,15 +13,13 @@ lock, records, checkpoints, evaluation and figures), and the others read what it
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import pathlib
 import shutil
 import tempfile
 
 import jax
-import numpy as np
 
-from vaejax import distributed, evaluate, events, files, locking, loop, records
+from vaejax import distributed, evaluate, events, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -71,48 +69,6 @@ def owned_workdir(workdir, *, resume: bool, overwrite: bool, what: str = "vaejax
         yield workdir
 
 
-def data_parallel(program: Program, *arrays, devices=None, log=print):
-    """Spreads training over all devices, of every process of the job: a mesh with one axis
-    "data".
-
-    Returns the program with its batches sharded over "data" and `arrays` (pytrees) placed
-    replicated on the mesh: every process passes the same values (the same data, the same
-    state) and keeps them whole, and the jitted epoch gives each device its share of each
-    batch. With one device, or (one process and) a batch size the device count does not
-    divide, returns everything unchanged. Every example keeps its own key, so results equal
-    one device's up to the order of floating-point reductions.
-    """
-    devices = jax.devices() if devices is None else devices
-    processes = len({d.process_index for d in devices})
-    if len(devices) < 2:
-        return (program, *arrays)
-    if program.batch_size % len(devices):
-        if processes > 1:
-            raise config_lib.ConfigError(
-                f"train.batch_size={program.batch_size} must be divisible by the {len(devices)} "
-                f"devices of the {processes} processes, which share each batch.")
-        log(f"train: batch size {program.batch_size} is not divisible by {len(devices)} "
-            "devices; training on one device")
-        return (program, *arrays)
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
-    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    log(f"train: each batch of {program.batch_size} is sharded over {len(devices)} devices"
-        + (f" of {processes} processes" if processes > 1 else ""))
-    placed = [None if a is None else _replicate(a, replicated) for a in arrays]
-    return (dataclasses.replace(program, batch_sharding=batch), *placed)
-
-
-def _replicate(tree, sharding):
-    """`tree` placed whole on every device of `sharding`; across processes, each gives its
-    own copy (they are equal: the same data, the same state), and nothing is sent between
-    them."""
-    if sharding.is_fully_addressable:
-        return jax.device_put(tree, sharding)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
-
-
 def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
           evaluate_at_end: bool = True, log=print) -> dict:
     """Trains `config` in `workdir` (checkpoints, metrics.jsonl, run.json), then evaluates.
@@ -149,7 +105,7 @@ def _quiet(*_):
 
 def _train(config, workdir, program, splits, hyper, state, *, evaluate_at_end, log) -> dict:
     def place(program, state, hyper, train_x, val_x):
-        program, state, hyper, train_x, val_x = data_parallel(
+        program, state, hyper, train_x, val_x = placement.data_parallel(
             program, state, hyper, train_x, val_x, log=log)
         return program, loop.epoch_functions(program), state, hyper, train_x, val_x
 

@@ -35,7 +35,7 @@ Note: the function `report` shadows the submodule of the same name as an attribu
 package; reach the module with `from vaejax.sweep.results import ...`.
 """
 
-from vaejax.sweep.group import member_shardings
+from vaejax.placement import member_shardings
 from vaejax.sweep.group import run_sweep
 from vaejax.sweep.group import train_group
 from vaejax.sweep.memory import describe_plan

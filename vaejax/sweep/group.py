@@ -28,15 +28,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import pathlib
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, records
+from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -57,19 +55,6 @@ from vaejax.sweep.results import report
 GROUP_RECORD = "group.json"
 
 
-# -- several devices ---------------------------------------------------------------------
-
-
-def member_shardings(num_members: int, devices: Sequence[Any]):
-    """(members sharded over "model", replicated) on gcd(members, devices) devices, or None."""
-    n = math.gcd(num_members, len(devices))
-    if n <= 1:
-        return None
-    mesh = jax.sharding.Mesh(np.asarray(devices[:n]), ("model",))
-    P = jax.sharding.PartitionSpec
-    return jax.sharding.NamedSharding(mesh, P("model")), jax.sharding.NamedSharding(mesh, P())
-
-
 # -- training a group --------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -85,7 +70,7 @@ class _Compiled:
 
 def _group_functions(program, num_members: int, devices) -> _Compiled:
     """The vmapped, jitted init / epoch / validate of a group (state donated)."""
-    shardings = member_shardings(num_members, devices)
+    shardings = placement.member_shardings(num_members, devices)
     members = None if shardings is None else shardings[0]
     init = jax.jit(jax.vmap(program.init_state),
                    **({} if members is None else {"out_shardings": members}))
@@ -210,8 +195,9 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     hypers = _stack([program.hyper(run.config) for run in group.runs])
     train_x, val_x = splits.train, splits.validation if config.train.validate else None
     if group_fns.shardings is not None:
-        hypers, train_x, val_x = _shard(group_fns.shardings, hypers, train_x, val_x,
-                                        log=log, label=label, num_members=len(group.runs))
+        hypers, train_x, val_x = placement.shard_members(
+            group_fns.shardings, hypers, train_x, val_x, log=log, label=label,
+            num_members=len(group.runs))
 
     def place(program, state, hypers, train_x, val_x):
         if group_fns.shardings is None:
@@ -234,19 +220,6 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     _evaluate_members(group, program, state.params, hypers, host_state, splits,
                       {i: workdirs[i] for i in alive}, group_fns.shardings, group_dir, log)
     return [group.runs[i].name for i in alive]
-
-
-def _shard(shardings, hypers, train_x, val_x, *, log, label, num_members):
-    """`hypers` of the `num_members` members split over the devices along the member axis,
-    and the data on every device (`shardings`: (members, replicated), `member_shardings`);
-    returns (hypers, train_x, val_x)."""
-    members, replicated = shardings
-    hypers = jax.device_put(hypers, members)
-    train_x = jax.device_put(train_x, replicated)
-    val_x = None if val_x is None else jax.device_put(val_x, replicated)
-    log(f"sweep: {label}: {num_members} members sharded over "
-        f"{members.mesh.devices.size} devices (mesh axis 'model')")
-    return hypers, train_x, val_x
 
 
 def _save_member_checkpoints(config, host_state, workdirs: dict) -> None:
