@@ -1,10 +1,11 @@
 """Burda et al. (2015), table 1, two stochastic layers, at the paper's budget.
 
-    vaejax sweep experiments/iwae_two_layer.py --workdir runs/burda/two_layer_vae_k1  # 3 seeds, one vmapped group
-    vaejax train --config experiments/iwae_two_layer.py --workdir runs/two_layer_vae_k1_s0   # one seed
+    vaejax train --config experiments/iwae_two_layer.py --workdir runs/burda/two_layer_vae_k1  # seed 0
+    vaejax sweep experiments/iwae_two_layer.py --workdir runs/burda/two_layer_seeds \
+        --config.train.epochs=160    # seeds 0, 1, 2 as one vmapped group, the first 160 epochs
 
 The authors' architecture (yburda/iwae, experiments.py, `--layers 2`): x -200-200-> z1 (100)
--100-100-> z2 (50) in q, mirrored in p, tanh, diagonal Gaussians, Bernoulli p(x|z1): 521,134
+-100-100-> z2 (50) in q, mirrored in p, tanh, diagonal Gaussians, Bernoulli p(x|z1): 521,084
 parameters (`vaejax.models.two_layer`). As in their code, the decoder's output bias starts at
 the logit of the mean training image (`model.output_bias = "mean_logit"`). Dynamically binarized MNIST (all 60,000
 training images), 3280 epochs of Adam at 1e-3 * 10^(-i/7) for stage i of 3^i epochs, as
