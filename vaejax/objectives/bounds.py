@@ -219,34 +219,18 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     q = posterior(encode, x, "elbo")
     p = default_prior(prior, q)
     closed = distributions.kl_closed_form(q, p) if analytic_kl else None
-    if not _is_concrete_zero(free_bits) and (closed is None or closed.per_dim is None):
-        if not analytic_kl:
-            raise ValueError("free_bits needs the closed-form KL per dimension: pass analytic_kl=True "
-                             "(or free_bits=0.0 with analytic_kl=False)")
-        raise ValueError(
-                f"free_bits needs the closed-form KL per latent dimension, which the pair "
-                f"q={type(q).__name__}, p={type(p).__name__} does not have: pass free_bits=0.0, "
-                "or use diagonal-Gaussian q and p (vaejax.DiagGaussian, StandardNormal)")
-    if gradient_estimator != "reparam" and not _is_concrete_zero(free_bits):
-        raise ValueError(f"elbo: gradient_estimator={gradient_estimator!r} estimates the gradient of "
-                         "the Monte Carlo KL, which free bits have no form for: pass free_bits=0.0 "
-                         "or gradient_estimator='reparam'")
+    _check_free_bits(free_bits, closed, q, p, analytic_kl=analytic_kl,
+                     gradient_estimator=gradient_estimator)
 
     if closed is None:
         z_S, log_q_S = distributions.sample_and_log_prob(q, key, (num_samples,))
     else:
-        z_S = q.sample(seed=key, sample_shape=(num_samples,))
+        z_S, log_q_S = q.sample(seed=key, sample_shape=(num_samples,)), None
     reconstruction = jnp.mean(log_likelihoods(x, z_S, decode, log_likelihood))
     aux = {"reconstruction": reconstruction}
-    if closed is None:
-        kl = jnp.mean(log_q_S - p.log_prob(z_S))
-        kl_term = kl
-    elif closed.per_dim is not None:
-        kl = jnp.sum(closed.per_dim)
-        kl_term = jnp.sum(jnp.maximum(closed.per_dim, free_bits))
+    kl, kl_term = _kl_terms(closed, p, z_S, log_q_S, free_bits)
+    if closed is not None and closed.per_dim is not None:
         aux["kl_per_dim"] = closed.per_dim
-    else:
-        kl = kl_term = closed.total
     aux["kl"] = kl
     aux["kl_term"] = kl_term
     aux["elbo"] = reconstruction - kl
@@ -256,6 +240,37 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         path_kl = jnp.mean(q_fixed.log_prob(z_S) - p.log_prob(z_S))
         value = with_gradient_of(value, reconstruction - beta * path_kl)
     return value, aux
+
+
+def _check_free_bits(free_bits, closed, q, p, *, analytic_kl, gradient_estimator) -> None:
+    """Free bits need the closed-form KL per latent dimension (`closed.per_dim`) and the
+    reparameterized gradient; a readable error otherwise (a traced free_bits is let through)."""
+    if _is_concrete_zero(free_bits):
+        return
+    if closed is None or closed.per_dim is None:
+        if not analytic_kl:
+            raise ValueError("free_bits needs the closed-form KL per dimension: pass analytic_kl=True "
+                             "(or free_bits=0.0 with analytic_kl=False)")
+        raise ValueError(
+                f"free_bits needs the closed-form KL per latent dimension, which the pair "
+                f"q={type(q).__name__}, p={type(p).__name__} does not have: pass free_bits=0.0, "
+                "or use diagonal-Gaussian q and p (vaejax.DiagGaussian, StandardNormal)")
+    if gradient_estimator != "reparam":
+        raise ValueError(f"elbo: gradient_estimator={gradient_estimator!r} estimates the gradient of "
+                         "the Monte Carlo KL, which free bits have no form for: pass free_bits=0.0 "
+                         "or gradient_estimator='reparam'")
+
+
+def _kl_terms(closed, p, z_S, log_q_S, free_bits):
+    """(kl, kl_term), nats: KL(q || p) (the closed form, else the Monte Carlo mean over the
+    draws z_S (S, ...) with their log q(z_S|x) `log_q_S` (S,)), and the KL as the objective
+    takes it: per dimension floored at `free_bits` where the closed form has dimensions."""
+    if closed is None:
+        kl = jnp.mean(log_q_S - p.log_prob(z_S))
+        return kl, kl
+    if closed.per_dim is not None:
+        return jnp.sum(closed.per_dim), jnp.sum(jnp.maximum(closed.per_dim, free_bits))
+    return closed.total, closed.total
 
 
 class Draws(NamedTuple):
