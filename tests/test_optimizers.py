@@ -55,3 +55,34 @@ def test_burda_schedule_follows_the_papers_stages():
     epochs = np.arange(3280)
     stages = np.round(-7 * np.log10([float(shape(e * steps_per_epoch)) for e in epochs])).astype(int)
     assert np.bincount(stages).tolist() == [3 ** i for i in range(8)]
+
+
+def test_an_optimizer_and_a_schedule_of_ones_own_come_from_the_experiment_folder(tmp_path, mnist_dir):
+    """optimizer.name and optimizer.schedule as "module:attribute" beside the experiment: each
+    is called with the config.optimizer settings its signature names, and trains."""
+    from run_helpers import small_config
+    from vaejax import program, records, train
+
+    (tmp_path / "my_optim.py").write_text(
+        "import jax.numpy as jnp\n"
+        "import optax\n"
+        "def momentum_sgd(*, momentum=0.0):\n"
+        "    return optax.trace(decay=momentum)\n"
+        "def halving(total_steps, steps_per_epoch, *, every_epochs=1):\n"
+        "    return lambda step: 0.5 ** (step // (steps_per_epoch * every_epochs))\n")
+    config = small_config(mnist_dir, **{"train.epochs": 3, "eval.iwae_samples": 0,
+                                        "optimizer.learning_rate": 0.01})
+    config.experiment_dir = str(tmp_path)
+    config.optimizer.name = "my_optim:momentum_sgd"
+    config.optimizer.schedule = "my_optim:halving"
+    config.optimizer.momentum = 0.9
+    config.optimizer.every_epochs = 1
+    program.check_new_run(config)
+    train.train(config, tmp_path / "run", log=lambda *_: None)
+    lrs = [m["lr"] for m in records.read_metrics(tmp_path / "run")]
+    # the rate at each epoch's last step: 0.01 halved at every epoch boundary before it
+    np.testing.assert_allclose(lrs, [0.01 * 0.5 ** 0, 0.01 * 0.5 ** 1, 0.01 * 0.5 ** 2], rtol=1e-6)
+    config.optimizer.b1 = 0.5  # Adam's setting, which momentum_sgd does not read
+    with pytest.raises(ValueError, match="optimizer.b1=0.5 does nothing with "
+                                         "optimizer.name='my_optim:momentum_sgd'"):
+        program.check_new_run(config)
