@@ -31,7 +31,7 @@ def test_cli_bad_settings_are_one_readable_line(tmp_path, capsys):
     args = ["train", "--config", str(REPO / "experiments" / "default.py"),
             "--workdir", str(tmp_path / "x")]
     assert cli.main(args + ["--config.data.name=imagenet"]) == 2
-    assert "Unknown dataset 'imagenet'" in capsys.readouterr().err
+    assert "Unknown data.name 'imagenet'" in capsys.readouterr().err
 
 
 def test_a_full_disk_reported_again_by_asyncio_is_not_printed_twice(caplog):

@@ -82,9 +82,11 @@ def test_registry_rejects_an_unknown_name_naming_the_kinds():
     ("threshold", lambda key, x: data.threshold(x)),
     ("scale", lambda key, x: data.to_unit_interval(x)),
     ("dequantize", lambda key, x: data.dequantize(key, x)),
+    ("identity", lambda key, x: x.astype(jnp.float32)),
 ])
 def test_registry_holds_every_kind_as_a_function_of_key_and_pixels(kind, reference):
-    assert preprocessing.PREPROCESSING == ("dequantize", "dynamic_binarize", "scale", "threshold")
+    assert preprocessing.PREPROCESSING == ("dequantize", "dynamic_binarize", "identity", "scale",
+                                           "threshold")
     x = jax.random.randint(jax.random.key(7), (4, 28, 28, 1), 0, 256).astype(jnp.uint8)
     key = jax.random.key(8)
     fn = preprocessing.preprocessing_fn(kind)
