@@ -30,7 +30,7 @@ $(VENV)/.core: pyproject.toml
 # Tests also install the `tfds` extra so that the TFDS code path is exercised (offline, mocked),
 # and `slurm` (submitit) for `vaejax sweep --submit slurm`.
 $(VENV)/.dev: $(VENV)/.core
-	$(PY) -m pip install -q -e '.[dev,tfds,slurm]'
+	$(PY) -m pip install -q -e '.[dev,tfds,slurm,docs]'
 	touch $@
 
 setup: $(VENV)/.core

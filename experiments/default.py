@@ -64,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.keep_every = 0              # also keep every checkpoint whose epoch it divides
     config.train.progress_every = 100        # steps; a line inside long epochs (0 = none)
     config.train.validate = True
+    config.train.trackers = ("tensorboard",)  # and/or "wandb", "mlflow" (vaejax.trackers)
+    config.train.tracker_project = "vaejax"  # the W&B project / MLflow experiment
+    config.train.mlflow_tracking_uri = ""     # "" = MLflow's default (MLFLOW_TRACKING_URI)
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 500

@@ -18,7 +18,7 @@ VAEJAX=${VAEJAX:-vaejax}
 common=(
   --config.train.epochs="$EPOCHS" --config.train.batch_size=100 --config.data.num_validation=10000
   --config.objective.kind=elbo --config.objective.num_samples=1
-  --config.objective.beta_schedule=constant
+  --config.objective.beta_schedule=constant --config.objective.warmup_steps=0
   --config.optimizer.learning_rate=1e-3 --config.optimizer.eps=1e-4
   --config.optimizer.schedule=constant
   --config.eval.iwae_samples=5000 --config.eval.num_test_examples="${NUM_TEST:-2000}"

@@ -61,7 +61,8 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
                   "sampling": "mws"},
-    "train": {"keep_every": 0, "progress_every": 0},
+    "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
+              "tracker_project": "vaejax", "mlflow_tracking_uri": ""},
 }
 
 
@@ -100,6 +101,8 @@ def _parse(text: str, current: Any, key: str) -> Any:
         raise ConfigError(f"{key} is a bool; got {text!r} (use true or false).")
     if isinstance(current, str):
         return text
+    if isinstance(current, tuple) and current and all(isinstance(v, str) for v in current):
+        return _names(text)
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -116,6 +119,17 @@ def _parse(text: str, current: Any, key: str) -> Any:
             f"of type {type(value).__name__}."
         )
     return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A tuple of names as a command line gives it: `tensorboard,wandb`, `(tensorboard, wandb)`
+    or `("tensorboard", "wandb")`."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = [part.strip().strip("'\"") for part in text.strip().strip("()[]").split(",")]
+    value = (value,) if isinstance(value, str) else tuple(value)
+    return tuple(v for v in value if v != "")
 
 
 def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:

@@ -1,6 +1,6 @@
 """Evaluating runs: the metrics of `vaejax.metrics` over a run's test set, as results.json
-(the final model) or evals/ (a kept checkpoint, `vaejax eval --epoch`), with figures and
-TensorBoard scalars. An interrupted IWAE evaluation continues from its partial file.
+(the final model) or evals/ (a kept checkpoint, `vaejax eval --epoch`), with figures, and
+the results sent to the run's trackers (`vaejax.trackers`). An interrupted IWAE evaluation continues from its partial file.
 
 Works for any model of the protocol in `vaejax.models` (posterior / prior / likelihood).
 All values in nats per example.
@@ -23,7 +23,7 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import checkpoints, events, figures, locking, metrics, progress, records, runs
+from vaejax import checkpoints, figures, locking, metrics, progress, records, runs, trackers
 from vaejax.program import run_keys
 
 
@@ -223,7 +223,8 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     if config.eval.figures:
         paths = figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
         results["figures"] = sorted(p.name for p in paths)
-    events.write_results(workdir, results.get("epoch", 0), results, paths)
+    with trackers.open_run(workdir) as tracked:
+        tracked.results(results.get("epoch", 0), results, paths)
     records.set_aside_if_damaged(workdir / records.RESULTS, log=log)
     records.write_json(workdir / records.RESULTS, results)  # last: the run is complete
     return results

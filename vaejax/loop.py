@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaejax import checkpoints, events, records
+from vaejax import checkpoints, records, trackers
 from vaejax import metrics as metrics_lib
 from vaejax.progress import Progress, duration
 
@@ -139,7 +139,7 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
     axis); a member whose entry is None (a finished run of a resumed group) is trained, not
     written.
     `manager` checkpoints `state` as it is (a `checkpoints.Manager`). Each written member's
-    epochs also go to its TensorBoard events (`vaejax.events`).
+    epochs also go to its trackers (`vaejax.trackers`: TensorBoard, W&B, MLflow).
     """
     stacked = fns.num_members is not None
     if len(workdirs) != (fns.num_members or 1):
@@ -156,20 +156,20 @@ def fit(program, fns: EpochFunctions, state, hyper, train_x, val_x, *,
             records.mark_damaged(workdir, error, log=log, label=label)
             continue
         written.append(i)
-    writers = {i: events.EpochWriter(workdirs[i], start_epoch=start_epoch) for i in written}
+    tracked = {i: trackers.open_run(workdirs[i]) for i in written}
     try:
         return _epochs(program, fns, state, hyper, train_x, val_x, workdirs=workdirs,
-                       written=written, writers=writers, manager=manager, start_epoch=start_epoch,
+                       written=written, tracked=tracked, manager=manager, start_epoch=start_epoch,
                        epochs=epochs, checkpoint_every=checkpoint_every, label=label, log=log)
     finally:
-        for writer in writers.values():
-            writer.close()
+        for run_trackers in tracked.values():
+            run_trackers.close()
 
 
-def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, writers, manager,
+def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, tracked, manager,
             start_epoch, epochs, checkpoint_every, label, log):
     """`fit`'s epochs, once its members' records are ready to append to (`written`, with
-    their `writers`); returns (state, {member index: message} of the members that diverged)."""
+    their `tracked`); returns (state, {member index: message} of the members that diverged)."""
     stacked = fns.num_members is not None
     diverged: dict[int, str] = {}
     epoch_times: list[float] = []
@@ -189,7 +189,7 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, wr
         val = None if val_x is None else jax.device_get(fns.validate(state.params, hyper, val_x))
         steps = np.asarray(jax.device_get(state.step))
         shown = _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time,
-                              compile_time, workdirs=workdirs, written=written, writers=writers,
+                              compile_time, workdirs=workdirs, written=written, tracked=tracked,
                               diverged=diverged, manager=manager, stacked=stacked, label=label,
                               log=log)
         if len(diverged) == len(written):
@@ -218,9 +218,9 @@ def _epoch_bar(label: str, start_epoch: int, epochs: int):
 
 
 def _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time, compile_time, *,
-                  workdirs, written, writers, diverged, manager, stacked, label, log) -> list[dict]:
+                  workdirs, written, tracked, diverged, manager, stacked, label, log) -> list[dict]:
     """Writes epoch `epoch` (0-based) of each written member not yet in `diverged`: its
-    metrics.jsonl line and TensorBoard events or, where its loss turned NaN/Inf, its
+    metrics.jsonl line and its trackers' or, where its loss turned NaN/Inf, its
     diverged.json, and the member joins `diverged`. Returns the records written.
 
     `metrics` (per step), `val`, `first_step` (before the epoch) and `steps` (after it) are
@@ -244,7 +244,7 @@ def _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time, c
         if compile_time is not None:
             record["compile_time"] = compile_time
         records.append_metrics(workdirs[i], record)
-        writers[i].write(record)
+        tracked[i].epoch(record)
         shown.append(record)
     return shown
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from vaejax import data as data_lib
-from vaejax import models, optimizers, registry
+from vaejax import models, optimizers, registry, trackers
 from vaejax.objectives import OBJECTIVES, schedules
 
 # What a model may condition on (`model.conditioning`): the field of `Examples` it reads.
@@ -86,7 +86,8 @@ def vmapped_keys(config) -> tuple[str, ...]:
 def check_new_run(config) -> None:
     """Refuses a setting that nothing the config selects reads, unless it holds its neutral
     value (`registry.refuse_unread`): of the objective and its beta schedule, the optimizer and
-    its learning-rate schedule, and the dataset (`data.DATASETS`). A model's factory refuses
+    its learning-rate schedule, and the dataset (`data.DATASETS`); and the trackers
+    (`trackers.check`: known, installed, their settings read). A model's factory refuses
     the fields it does not take itself. Checked before a new run writes anything, not when a
     recorded run is loaded.
     """
@@ -101,6 +102,7 @@ def check_new_run(config) -> None:
     registry.refuse_unread(
         "optimizer", opt, [(optimizers.OPTIMIZERS, opt.name), (optimizers.LR_SCHEDULES, opt.schedule)],
         always=optimizers.PROGRAM_SETTINGS, search_path=where)
+    trackers.check(config)
 
 
 def model_conditioning(model, objective, config) -> str | None:

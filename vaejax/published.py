@@ -50,8 +50,9 @@ RUN_FIELDS = ("config", "seed", "command", "versions", "git", "hardware")
 EVAL_FIELDS = ("epoch", "test/neg_elbo", "num_test_examples", "active_units", "latent_dim")
 NLL_FIELDS = ("test/nll", "test/nll_stderr", "iwae_samples")  # with an IWAE estimate
 TRAIN_FIELDS = ("epochs", "train_seconds", "median_epoch_seconds", "curve")
-# Settings that change where a run was trained, not what it computed.
-MACHINE_KEYS = ("experiment_dir",)
+# Settings that change where a run was trained or shown, not what it computed.
+MACHINE_KEYS = ("experiment_dir", "train.trackers", "train.tracker_project",
+                "train.mlflow_tracking_uri")
 
 
 class RecordError(ValueError):
@@ -202,7 +203,7 @@ def read_records(study) -> dict[str, Record]:
 
 def _differences(recorded: dict, resolved: dict) -> list[str]:
     return [k for k in records.config_differences(recorded, resolved)
-            if k.split(".")[0] not in MACHINE_KEYS]
+            if k not in MACHINE_KEYS]
 
 
 def config_drift(record: Record, repo) -> list[str]:

@@ -26,7 +26,9 @@ DAMAGED = "damaged.json"  # written by a sweep for a member whose records cannot
 # Config keys a resumed run may change: they do not alter the training trajectory.
 # (experiment_dir: where the experiment file was read from, which moves with the checkout.)
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.keep_every", "train.progress_every", "experiment_dir")
+                     "train.keep_every", "train.progress_every", "experiment_dir",
+                     # where the numbers are shown, not what they are (`vaejax.trackers`)
+                     "train.trackers", "train.tracker_project", "train.mlflow_tracking_uri")
 
 
 def write_json(path, obj) -> None:

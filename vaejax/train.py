@@ -19,7 +19,7 @@ import tempfile
 
 import jax
 
-from vaejax import distributed, evaluate, events, files, locking, loop, placement, records
+from vaejax import distributed, evaluate, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
 from vaejax.program import Program
@@ -92,7 +92,6 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
         with distributed.primary_first("run record"):
             if distributed.is_primary():
                 records.write_run_record(workdir, config, data_source=splits.source)
-                events.write_hparams(workdir, config)  # TensorBoard's HParams tab: the same config
         result = _train(config, workdir, program, splits, hyper, state,
                         evaluate_at_end=evaluate_at_end, log=log)
     distributed.finish()

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from vaejax import checkpoints, distributed, evaluate, events, files, locking, loop, placement, records
+from vaejax import checkpoints, distributed, evaluate, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
 from vaejax.program import Program
@@ -115,7 +115,6 @@ def _start_run(run: Run, sweep_dir, group: Group, data_source: str) -> pathlib.P
     run_dir = run.workdir(sweep_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     records.write_run_record(run_dir, run.config, data_source=data_source)
-    events.write_hparams(run_dir, run.config)  # TensorBoard's HParams tab: the same config
     record = records.read_run_record(run_dir)
     record["sweep"] = {"workdir": str(pathlib.Path(sweep_dir).resolve()), "run": run.name,
                        "group": group.id, "overrides": run.overrides,
