@@ -19,7 +19,7 @@ ifneq ($(wildcard $(SHARED_DATA)/binarized_mnist),)
 export VAEJAX_BINARIZED_MNIST_DIR ?= $(SHARED_DATA)/binarized_mnist
 endif
 
-.PHONY: setup setup-dev data run test slurm-test bench clean
+.PHONY: setup setup-dev data run test docs slurm-test bench clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,8 @@ $(VENV)/.core: pyproject.toml
 	touch $@
 
 # Tests also install the `tfds` extra so that the TFDS code path is exercised (offline, mocked),
-# and `slurm` (submitit) for `vaejax sweep --submit slurm`.
+# `slurm` (submitit) for `vaejax sweep --submit slurm`, and `docs` (mkdocs-material,
+# mkdocstrings): tests/test_docs.py builds the site strictly.
 $(VENV)/.dev: $(VENV)/.core
 	$(PY) -m pip install -q -e '.[dev,tfds,slurm,docs]'
 	touch $@
@@ -70,8 +71,12 @@ slurm-test: setup-dev
 	VAEJAX_SLURM_DIR=$(SLURM_DIR) $(PY) -m pytest -q -m slurm tests/test_slurm.py; \
 	  rc=$$?; scripts/slurm/cluster.sh stop $(SLURM_DIR); exit $$rc
 
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or reference fails.
+docs: setup-dev
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: setup data
 	$(PY) benchmarks/run.py --out benchmarks/RESULTS.md
 
 clean:
-	rm -rf runs sweeps .pytest_cache
+	rm -rf runs sweeps site .pytest_cache

@@ -5,7 +5,7 @@ kind of file a workdir holds is damaged, one at a time; two writers race for one
 for one sweep group; a small tmpfs is filled. After each fault the test checks that the
 error is one clear line naming the file (or the holder, or the setting), that nothing
 already written is lost, and that the resumed run equals an uninterrupted one bit for bit.
-`FAULTS` counts the faults caused, by kind, for the README's reliability section.
+`FAULTS` counts the faults caused, by kind, for the reliability page (docs/guide/reliability.md).
 """
 
 import collections
@@ -34,7 +34,7 @@ FAULTS = collections.Counter()  # kind -> faults caused (printed at the end of t
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_fault_counts():
-    """Prints the counts of the faults this module caused (the README quotes them)."""
+    """Prints the counts of the faults this module caused (docs/guide/reliability.md quotes them)."""
     yield
     print(f"\nfault suite: {sum(FAULTS.values())} faults caused, nothing lost:")
     for kind, count in sorted(FAULTS.items()):

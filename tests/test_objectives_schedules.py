@@ -44,4 +44,4 @@ def test_beta_schedule_errors():
         objectives.beta_schedule("linear", beta=1.0)
 
 
-# The README example, which uses vaejax with someone else's encoder and decoder.
+# The docs' example (docs/concepts/losses.md), which uses vaejax with someone else's encoder and decoder.

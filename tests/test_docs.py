@@ -1,0 +1,147 @@
+"""The documentation: the site builds strictly, every code block of README.md and docs/ runs or
+resolves, and every name `vaejax` exports has a docstring.
+
+- ```python blocks run, in order, one namespace per page (as a reader runs them top to bottom),
+  from the repository root, with JAX's default rank promotion (as a reader has it); `WORKDIR` is
+  a trained run. A block that is `--8<-- "path"` shows a
+  repository file itself (mkdocs' snippets include it when the site is built): the file must
+  exist, and its own tests run it.
+- ```bash blocks: every `vaejax` command parses with vaejax's own parser, and one that trains
+  (train, sweep) resolves its experiment file and overrides to a config that a new run accepts
+  (`program.check_new_run`: no unread or unknown setting). Any other program must be one listed
+  in `OTHER_PROGRAMS`, with where it is exercised.
+"""
+
+import inspect
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import vaejax
+from run_helpers import REPO
+from vaejax import cli
+from vaejax import config as config_lib
+from vaejax import program as program_lib
+
+PAGES = [REPO / "README.md"] + sorted(
+    p for p in (REPO / "docs").rglob("*.md") if "records" not in p.parts)
+# Programs other than vaejax that the docs show, and where each is exercised.
+OTHER_PROGRAMS = {
+    "make": "make run / make test / make docs: what CI runs (.ci/run)",
+    "experiments/burda2015.sh": "the study's script: its rows are committed records (test_published.py)",
+    "tensorboard": "a real TensorBoard serves a sweep's events in test_events.py",
+    "wandb": "W&B's own CLI (sync needs an account); the offline files are read in test_trackers.py",
+    "mlflow": "MLflow's own UI; the store is read with MlflowClient in test_trackers.py",
+    "pip": "installs an extra (pyproject.toml)",
+    "squeue": "Slurm's own command; --submit slurm runs against a real Slurm in test_slurm.py",
+    "srun": "Slurm's launcher; several processes run on 127.0.0.1 in test_multiprocess.py",
+    "gcloud": "Google Cloud's CLI (TPU pods): not reachable from a test machine",
+    "export": "sets a variable for the next line",
+}
+TRAINS = ("train", "sweep")
+
+
+def _blocks(page: pathlib.Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), re.S | re.M)
+
+
+def _commands(block: str) -> list[list[str]]:
+    """The command lines of a bash block, continuations joined, comments and output dropped,
+    environment assignments (A=b cmd) removed."""
+    joined = block.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.split(" # ")[0].split("   #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        words, part = shlex.split(line, comments=True) + ["&&"], []
+        for word in words:
+            if word != "&&":
+                part.append(word)
+                continue
+            while part and re.match(r"^[A-Z_]+=", part[0]):
+                part = part[1:]
+            if part:
+                out.append(part)
+            part = []
+    return out
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p, "python")],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_every_python_block_runs(page, trained, monkeypatch, allow_rank_promotion):
+    workdir, _, _ = trained
+    monkeypatch.chdir(REPO)
+    namespace = {"__name__": "docs_example", "WORKDIR": str(workdir)}
+    for i, code in enumerate(_blocks(page, "python")):
+        snippet = re.fullmatch(r'--8<-- "([^"]+)"\n', code)
+        if snippet:
+            assert (REPO / snippet.group(1)).is_file(), snippet.group(1)
+            continue
+        exec(compile(code, f"{page.relative_to(REPO)} (python block {i})", "exec"), namespace)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p, "bash")],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_every_bash_block_parses_and_resolves(page, monkeypatch):
+    monkeypatch.chdir(REPO)
+    parser = cli._parser()
+    for block in _blocks(page, "bash"):
+        for words in _commands(block):
+            program = words[0].removeprefix(".venv/bin/")
+            if program != "vaejax":
+                assert program in OTHER_PROGRAMS, f"{page}: {' '.join(words)}"
+                continue
+            args, rest = parser.parse_known_args(words[1:])
+            overrides = [a.removeprefix("--config.") for a in rest]
+            assert all(a.startswith("--config.") for a in rest), (words, rest)
+            if args.command == "sweep":
+                config = config_lib.load_config(REPO / args.sweep_file, overrides)
+            elif args.command == "train" and args.config:
+                config = config_lib.load_config(REPO / args.config, overrides)
+            else:
+                continue
+            config_lib.validate(config)
+            program_lib.check_new_run(config)
+
+
+def test_the_commands_of_a_block_are_read_as_a_shell_reads_them():
+    block = ("A=1 B=2 vaejax train --config x.py \\\n    --config.a=1   # a comment\n"
+             "# only a comment\nvaejax eval --workdir w && vaejax sample --workdir w\n")
+    assert _commands(block) == [["vaejax", "train", "--config", "x.py", "--config.a=1"],
+                                ["vaejax", "eval", "--workdir", "w"],
+                                ["vaejax", "sample", "--workdir", "w"]]
+
+
+def test_every_exported_name_has_a_docstring():
+    """Every exported function and class (the registries are values, documented where they
+    are defined)."""
+    code = [name for name in vaejax.__all__
+            if inspect.isfunction(getattr(vaejax, name)) or inspect.isclass(getattr(vaejax, name))]
+    assert len(code) > 30
+    missing = [name for name in code if not inspect.getdoc(getattr(vaejax, name))]
+    assert not missing, f"exported without a docstring: {missing}"
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(tmp_path):
+    """`mkdocs build --strict`: a broken link, anchor or reference fails. The built pages hold
+    the API reference (from the docstrings) and the command-line reference (from the parser)."""
+    site = tmp_path / "site"
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    api = (site / "api" / "index.html").read_text()
+    for name in ("iwae_bound", "batch_elbo", "kl_to_standard_normal", "load_run"):
+        assert f'id="vaejax.{name}"' in api, name
+    cli_page = (site / "cli" / "index.html").read_text()
+    for command in ("vaejax train", "vaejax sweep", "--max-group-size", "--check"):
+        assert command in cli_page, command
+    assert (site / "burda2015" / "nll_curve.png").is_file()
+    assert (site / "index.html").is_file()
