@@ -19,7 +19,7 @@ ifneq ($(wildcard $(SHARED_DATA)/binarized_mnist),)
 export VAEJAX_BINARIZED_MNIST_DIR ?= $(SHARED_DATA)/binarized_mnist
 endif
 
-.PHONY: setup setup-dev data run test docs slurm-test bench clean
+.PHONY: setup setup-dev data browser run test docs docs-screenshots slurm-test bench clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,10 +57,22 @@ data:
 	  echo "      or install the tfds extra (pip install -e '.[tfds]') on a machine with internet."; \
 	fi
 
+# A real browser for tests/test_docs.py (the built site rendered by headless Chromium).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "browser: $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "browser: installing Debian package chromium (headless, for the docs' tests)"; \
+	  apt-get install -y -q chromium >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else \
+	  echo "browser: chromium is missing; tests/test_docs.py needs it (apt-get install chromium)"; \
+	fi
+
 run: setup data
 	$(VAEJAX) train --config $(CONFIG) --workdir $(WORKDIR) --resume
 
-test: setup-dev data
+test: setup-dev data browser
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # tests/test_slurm.py against a one-node Slurm on this machine (root: apt-get installs slurm-wlm
@@ -74,6 +86,15 @@ slurm-test: setup-dev
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or reference fails.
 docs: setup-dev
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The committed screenshots of the built site (Getting started and the API reference).
+SHOTS := docs/assets/screenshots
+docs-screenshots: docs browser
+	mkdir -p $(SHOTS)
+	for page in getting-started api; do \
+	  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,1600 \
+	    --screenshot=$(SHOTS)/$$page.png file://$(abspath site)/$$page/index.html 2>/dev/null; \
+	done
 
 bench: setup data
 	$(PY) benchmarks/run.py --out benchmarks/RESULTS.md

@@ -17,6 +17,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -128,15 +129,22 @@ def test_every_exported_name_has_a_docstring():
     assert not missing, f"exported without a docstring: {missing}"
 
 
-@pytest.mark.slow
-def test_the_site_builds_strictly(tmp_path):
-    """`mkdocs build --strict`: a broken link, anchor or reference fails. The built pages hold
-    the API reference (from the docstrings) and the command-line reference (from the parser)."""
-    site = tmp_path / "site"
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """`mkdocs build --strict` into a temporary folder: a broken link, anchor or reference
+    fails the build."""
+    out = tmp_path_factory.mktemp("site") / "site"
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)],
                             cwd=REPO, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(site):
+    """The built pages hold the API reference (from the docstrings) and the command-line
+    reference (from the parser)."""
     api = (site / "api" / "index.html").read_text()
     for name in ("iwae_bound", "batch_elbo", "kl_to_standard_normal", "load_run"):
         assert f'id="vaejax.{name}"' in api, name
@@ -145,3 +153,47 @@ def test_the_site_builds_strictly(tmp_path):
         assert command in cli_page, command
     assert (site / "burda2015" / "nll_curve.png").is_file()
     assert (site / "index.html").is_file()
+
+
+def chromium() -> str:
+    """The headless browser: Debian's `chromium` (`make browser` installs it as root)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("no Chromium to render the docs with: run `make browser` as root, or "
+                "`apt-get install chromium`")
+
+
+def browse(url: str, *, screenshot: pathlib.Path | None = None) -> str:
+    """The DOM of `url` after headless Chromium has loaded it (and its scripts have run);
+    with `screenshot`, also a 1280x1600 PNG of it."""
+    flags = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--window-size=1280,1600"]
+    if screenshot is not None:
+        done = subprocess.run(flags + [f"--screenshot={screenshot}", url], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and screenshot.stat().st_size > 0, done.stderr[-2000:]
+    done = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, title", [("getting-started", "Getting started - vaejax"),
+                                         ("api", "API - vaejax")])
+def test_pages_render_in_a_real_browser(site, page, title, tmp_path):
+    """Headless Chromium opens the built page: its title, a highlighted code block, the
+    navigation, and (Getting started) a figure whose PNG is in the site; the screenshot is
+    not blank. `make docs-screenshots` writes the committed ones (docs/assets/screenshots)."""
+    import matplotlib.image  # noqa: PLC0415
+
+    shot = tmp_path / f"{page}.png"
+    dom = browse((site / page / "index.html").as_uri(), screenshot=shot)
+    assert f"<title>{title}</title>" in dom
+    assert 'class="highlight"' in dom or "doc-signature" in dom  # a rendered code block
+    assert 'class="md-nav' in dom                                # material's navigation, built by its JS
+    if page == "getting-started":
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', dom)
+        assert images and all((site / page / src).resolve().is_file() for src in images), images
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1600, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
