@@ -35,6 +35,7 @@ PAGES = [REPO / "README.md"] + sorted(
 OTHER_PROGRAMS = {
     "make": "make run / make test / make docs: what CI runs (.ci/run)",
     "experiments/burda2015.sh": "the study's script: its rows are committed records (test_published.py)",
+    "experiments/model_families.sh": "the study's script: its rows are committed records (test_published.py)",
     "tensorboard": "a real TensorBoard serves a sweep's events in test_events.py",
     "wandb": "W&B's own CLI (sync needs an account); the offline files are read in test_trackers.py",
     "mlflow": "MLflow's own UI; the store is read with MlflowClient in test_trackers.py",

@@ -117,8 +117,12 @@ def test_changing_iwae_mnist_batch_size_fails_every_study_built_on_it(tmp_path):
     path = root / "experiments" / "iwae_mnist.py"
     path.write_text(path.read_text().replace("config.train.batch_size = 100",
                                              "config.train.batch_size = 20"))
+    def reads_its_batch_size(command: dict) -> bool:  # the file's, not one the command sets
+        return "iwae_mnist" in command["experiment"] and not any(
+            o.startswith("train.batch_size=") for o in command["overrides"])
+
     built_on = {s.name for s in STUDIES if any(
-        "iwae_mnist" in json.loads(c.read_text())["experiment"]
+        reads_its_batch_size(json.loads(c.read_text()))
         for c in (s / "records").glob("*/command.json"))}
     assert built_on, "some study must be built on experiments/iwae_mnist.py"
     for study in STUDIES:

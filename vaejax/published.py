@@ -247,26 +247,36 @@ def _block_pattern(study: pathlib.Path, name: str) -> re.Pattern:
     return re.compile(rf"(<!-- report {re.escape(tag)} -->\n)(.*?)(<!-- /report -->)", re.S)
 
 
-def update_readme(readme, study, blocks: dict[str, str], *, check=False) -> list[str]:
+def block_pages(readme, repo=".") -> list[pathlib.Path]:
+    """The pages that may hold a study's blocks: the README and the docs site's pages."""
+    docs = pathlib.Path(repo) / "docs"
+    pages = sorted(p for p in docs.rglob("*.md") if RECORDS not in p.relative_to(docs).parts) \
+        if docs.is_dir() else []
+    return [pathlib.Path(readme), *pages]
+
+
+def update_blocks(pages, study, blocks: dict[str, str], *, check=False) -> list[str]:
     """Writes each block between `<!-- report docs/<study>:<name> -->` and `<!-- /report -->`
-    in the README (with check=True, only says which differ). A block with no marker is an
-    error: the README must say where it goes."""
+    wherever `pages` (the README, the docs pages) hold its marker (with check=True, only says
+    which differ). A block with no marker in any page is an error: a page must say where it
+    goes."""
     if not blocks:
         return []
-    readme, study = pathlib.Path(readme), pathlib.Path(study)
-    text, problems = readme.read_text(), []
-    for name, block in blocks.items():
-        pattern = _block_pattern(study, name)
-        match = pattern.search(text)
-        if match is None:
-            problems.append(f"{readme}: no '<!-- report {study.as_posix()}:{name} -->' ... "
-                            "'<!-- /report -->' block for it")
-        elif match.group(2) != block:
-            problems.append(f"{readme}: block {study.as_posix()}:{name} differs from what the "
-                            "records generate")
-            text = text[:match.start(2)] + block + text[match.end(2):]
-    if not check and text != readme.read_text():
-        records.atomic_write_text(readme, text)
+    study, problems, placed = pathlib.Path(study), [], set()
+    for page in map(pathlib.Path, pages):
+        text = original = page.read_text()
+        for name, block in blocks.items():
+            for match in reversed(list(_block_pattern(study, name).finditer(text))):
+                placed.add(name)
+                if match.group(2) != block:
+                    problems.append(f"{page}: block {study.as_posix()}:{name} differs from what "
+                                    "the records generate")
+                    text = text[:match.start(2)] + block + text[match.end(2):]
+        if not check and text != original:
+            records.atomic_write_text(page, text)
+    problems += [f"{pages[0]}: no '<!-- report {study.as_posix()}:{name} -->' ... "
+                 "'<!-- /report -->' block for it (in it or in a docs page)"
+                 for name in blocks if name not in placed]
     return problems
 
 
@@ -274,7 +284,7 @@ def report(study, *, readme=README) -> list[pathlib.Path]:
     """`vaejax report docs/<study>`: the page, figures and README blocks from the records."""
     study = pathlib.Path(study)
     written, blocks = render(study)
-    problems = [p for p in update_readme(readme, study, blocks) if "no '<!--" in p]
+    problems = [p for p in update_blocks(block_pages(readme), study, blocks) if "no '<!--" in p]
     if problems:
         raise RecordError("; ".join(problems))
     return written
@@ -305,7 +315,8 @@ def check(study, *, repo=".", readme=README) -> list[str]:
         written, blocks = render(folder, tmp)
         for rel in written:
             problems += _compare(folder / rel, pathlib.Path(tmp) / rel, study / rel)
-    problems += update_readme(pathlib.Path(repo) / readme, study, blocks, check=True)
+    problems += update_blocks(block_pages(pathlib.Path(repo) / readme, repo), study, blocks,
+                              check=True)
     return problems
 
 

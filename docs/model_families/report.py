@@ -66,7 +66,7 @@ def render(records, out_dir) -> dict[str, str]:
     if unknown:
         raise ValueError(f"docs/model_families/records has rows the page does not know: {unknown}")
     families = _table(records, ROWS, "test NLL, K=5000, 2,000 images")
-    conditional = _table(records, CONDITIONAL, "test −log p(x|y), K=5000, 10,000 images")
+    conditional = _table(records, CONDITIONAL, "test −log p(x\\|y), K=5000, 10,000 images")
     hardware = sorted({_hardware(r.run["hardware"]) for r in records.values()})
     lines = ["# Model families\n",
              "Each family from its own experiment file, trained with the same data (dynamically "
