@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from run_helpers import killed_before_checkpoint, small_config
+from run_helpers import REPO, killed_before_checkpoint, small_config
 from vaejax import program as program_lib
 from vaejax import records, train, trackers
 
@@ -18,18 +18,18 @@ from wandb.sdk.internal import datastore  # noqa: E402  (wandb's reader of its .
 
 def _wandb_segments(workdir) -> list[dict]:
     """Each offline segment of the run under `workdir/wandb`, read with wandb's own datastore:
-    {"id", "config", "history": [{key: value}]}."""
+    {"id", "group", "config", "history": [{key: value}]}."""
     segments = []
     for path in sorted((workdir / "wandb").glob("offline-run-*/run-*.wandb")):
         store = datastore.DataStore()
         store.open_for_scan(str(path))
-        segment = {"id": None, "config": {}, "history": []}
+        segment = {"id": None, "group": None, "config": {}, "history": []}
         while (data := store.scan_data()) is not None:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(data)
             kind = record.WhichOneof("record_type")
             if kind == "run":
-                segment["id"] = record.run.run_id
+                segment["id"], segment["group"] = record.run.run_id, record.run.run_group
                 segment["config"] |= {u.key: json.loads(u.value_json) for u in record.run.config.update}
             elif kind == "config":
                 segment["config"] |= {u.key: json.loads(u.value_json) for u in record.config.update}
@@ -164,3 +164,43 @@ def test_a_tracker_of_ones_own_gets_every_epoch_and_the_results(tmp_path, mnist_
     assert _Recorder.calls == [
         ("open", None), *[("epoch", r["epoch"], r["train/loss"]) for r in metrics], ("close",),
         ("open", {"opened": True}), ("results", 2, results["test/nll"]), ("close",)]
+
+
+@pytest.mark.slow
+def test_a_sweeps_members_are_grouped_runs_holding_their_own_metrics(tmp_path, fashion_mnist_dir,
+                                                                      monkeypatch):
+    """A vmapped group of two seeds logs one MLflow run per member, tagged with its sweep and
+    group, each holding its own metrics.jsonl; W&B puts them in one group (the sweep's folder)."""
+    from vaejax.sweep import group as group_lib  # noqa: PLC0415
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep_file = tmp_path / "two_seeds.py"
+    sweep_file.write_text(
+        "from vaejax.config import sibling\nfrom vaejax.sweep import product\n\n"
+        f"def get_config():\n    config = sibling({str(REPO / 'experiments' / 'smoke_sweep.py')!r}, "
+        "'smoke_sweep').get_config()\n    config.train.epochs = 2\n    return config\n\n"
+        "def get_sweep():\n    return product(seed=[0, 1])\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    workdir = tmp_path / "sweep"
+    group_lib.run_sweep(sweep_file, workdir, overrides=(
+        "data.num_train=512", "eval.iwae_samples=10", "eval.iwae_chunk=10",
+        "eval.num_test_examples=100", "train.trackers=('wandb','mlflow')",
+        f"train.mlflow_tracking_uri={uri}"), log=lambda *_: None)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("vaejax").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["seed=0", "seed=1"]
+    assert {r.data.tags["vaejax.sweep"] for r in runs} == {str(workdir.resolve())}
+    assert len({r.data.tags["vaejax.group"] for r in runs}) == 1  # one vmapped group
+    for run in runs:
+        metrics = records.read_metrics(workdir / "runs" / run.info.run_name)
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted((m.step, m.value) for m in history) == [(r["epoch"], r["train/loss"])
+                                                              for r in metrics]
+    losses = {r.info.run_name: client.get_metric_history(r.info.run_id, "train/loss")[-1].value
+              for r in runs}
+    assert losses["seed=0"] != losses["seed=1"]  # each member its own numbers
+    for seed in (0, 1):
+        segments = _wandb_segments(workdir / "runs" / f"seed={seed}")
+        assert segments and {s["group"] for s in segments} == {"sweep"}  # the sweep's folder
+        assert len({s["id"] for s in segments}) == 1
