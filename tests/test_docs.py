@@ -13,6 +13,7 @@ resolves, and every name `vaejax` exports has a docstring.
 """
 
 import inspect
+import json
 import os
 import pathlib
 import re
@@ -198,3 +199,29 @@ def test_pages_render_in_a_real_browser(site, page, title, tmp_path):
         assert images and all((site / page / src).resolve().is_file() for src in images), images
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (1600, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
+
+
+# What "tiny" means for a documented command run here: a few hundred images, one epoch.
+TINY_TRAIN = ["--config.data.num_train=256", "--config.data.num_validation=64",
+              "--config.train.epochs=1", "--config.model.hidden_sizes=(16,)"]
+TINY_EVAL = ["--config.eval.num_test_examples=64", "--config.eval.iwae_chunk=50"]
+
+
+@pytest.mark.slow
+def test_the_getting_started_run_runs_end_to_end(tmp_path, fashion_mnist_dir):
+    """The Getting started block, command by command as a reader types it (train, eval at
+    K=5000, sample, reproduce), through the installed `vaejax`, on tiny settings."""
+    page = (REPO / "docs" / "getting-started.md").read_text()
+    block = re.search(r"## A run, end to end\n\n```bash\n(.*?)```", page, re.S).group(1)
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    vaejax_bin = pathlib.Path(sys.executable).parent / "vaejax"
+    commands = _commands(block)
+    assert [words[1] for words in commands] == ["train", "eval", "sample", "reproduce"]
+    for words in commands:
+        extra = {"train": TINY_TRAIN + TINY_EVAL, "eval": TINY_EVAL}.get(words[1], [])
+        done = subprocess.run([str(vaejax_bin), *words[1:], *extra], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (words, done.stdout[-2000:], done.stderr[-2000:])
+    results = json.loads((tmp_path / "runs/x/results.json").read_text())
+    assert results["iwae_samples"] == 5000 and results["latent_dim"] == 8
+    assert (tmp_path / "runs/x/figures").is_dir() and (tmp_path / "runs/x-again/results.json").is_file()

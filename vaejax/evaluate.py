@@ -211,6 +211,9 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     are drawn leaves a run that the next `train --resume` or `sweep` evaluates again."""
     workdir = pathlib.Path(workdir)
     results = dict(results)
+    # the settings this evaluation ran with (`vaejax eval --config.eval.*` may change them
+    # after training): what `vaejax reproduce` evaluates the replica with
+    results["eval_settings"] = config_lib.to_dict(config.eval)
     last = records.last_metrics(workdir)
     if last is not None:
         results["epoch"] = last["epoch"] if epoch is None else epoch

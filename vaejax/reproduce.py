@@ -88,6 +88,21 @@ def _origin(data_source):
     return text
 
 
+def _evaluate_as_the_original(config, results: dict, *, log) -> None:
+    """Sets `config.eval` to the settings the original's results.json was evaluated with: a
+    `vaejax eval --config.eval.iwae_samples=5000` after training changes them, and the
+    replica's results must be computed the same way to compare. Older results.json files
+    name only K and the number of test images."""
+    settings = results.get("eval_settings") or {
+        key: results[key] for key in ("iwae_samples", "num_test_examples") if key in results}
+    changed = {k: v for k, v in settings.items() if k in config.eval and config.eval[k] != v}
+    for key, value in changed.items():
+        config.eval[key] = tuple(value) if isinstance(value, list) else value
+    if changed:
+        log("reproduce: evaluating as the original's results.json was: "
+            + ", ".join(f"eval.{k}={v!r}" for k, v in changed.items()))
+
+
 def reproduce(original, workdir, *, log=print) -> dict:
     """Retrains `original`'s recorded config in `workdir`; returns and writes a report whose
     differences list the differing settings (config, machine, versions, commit) first,
@@ -96,6 +111,9 @@ def reproduce(original, workdir, *, log=print) -> dict:
     check_record(record, pathlib.Path(original) / records.RUN_RECORD)
     config = records.run_config(original)
     evaluate = (pathlib.Path(original) / records.RESULTS).exists()
+    if evaluate:
+        _evaluate_as_the_original(config, records.read_json(pathlib.Path(original) / records.RESULTS),
+                                  log=log)
     train_lib.train(config, workdir, evaluate_at_end=evaluate, log=log)
     replica = records.read_run_record(workdir)
     same_machine = all(record.get(k) == replica.get(k) for k in ("backend", "device_kind"))
