@@ -85,6 +85,8 @@ def test_wandb_and_mlflow_hold_metrics_jsonl_across_a_resume(tmp_path, mnist_dir
     assert params["model.latent_dim"] == "2" and params["train.epochs"] == "3"
     artifacts = {a.path for a in client.list_artifacts(run_id, "figures")}
     assert artifacts == {f"figures/{name}" for name in results["figures"]}
+    stored = {p.name for p in (tmp_path / "mlartifacts").rglob("*.png")}  # beside the database
+    assert stored == set(results["figures"])
 
     # W&B, read back from its offline files with wandb's datastore
     segments = _wandb_segments(workdir)

@@ -48,7 +48,8 @@ class MLflow:
         name = chosen["tracker_project"]
         experiment = self._client.get_experiment_by_name(name)
         experiment_id = (experiment.experiment_id if experiment is not None
-                         else self._client.create_experiment(name))
+                         else self._client.create_experiment(
+                             name, artifact_location=_local_artifacts(self._uri, name)))
         sweep = run.get("sweep") or {}
         tags = {"vaejax.workdir": str(self.workdir.resolve())}
         if sweep:
@@ -88,3 +89,13 @@ class MLflow:
 
     def close(self) -> None:
         """Each log call is sent as it is made; the run stays open for a resume to add to."""
+
+
+def _local_artifacts(uri: str, experiment: str) -> str | None:
+    """Beside a local SQLite store, `<its folder>/mlartifacts/<experiment>`: MLflow's own
+    default is ./mlruns in whatever folder the process runs in. Other stores (a tracking
+    server) place artifacts themselves (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = pathlib.Path(uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / "mlartifacts" / experiment).as_uri()
