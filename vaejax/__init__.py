@@ -41,6 +41,11 @@ from vaejax.objectives import iwae_bound  # noqa: E402
 from vaejax.objectives import iwae_log_weights  # noqa: E402
 from vaejax.objectives import linear_warmup_beta  # noqa: E402
 from vaejax.objectives import log_likelihood_fn  # noqa: E402
+from vaejax.ais import ais_log_prob  # noqa: E402
+from vaejax.ais import batch_ais_log_prob  # noqa: E402
+from vaejax.ais import bdmc  # noqa: E402
+from vaejax.inference_gap import optimize_local_posterior  # noqa: E402
+from vaejax.inference_gap import split_gap  # noqa: E402
 from vaejax.models import MODELS  # noqa: E402
 from vaejax.models import EncoderDecoderVAE  # noqa: E402
 
@@ -53,6 +58,11 @@ def load_run(workdir, **kwargs):
 
 
 __all__ = [
+    "ais_log_prob",
+    "batch_ais_log_prob",
+    "bdmc",
+    "optimize_local_posterior",
+    "split_gap",
     "Bernoulli",
     "DiagGaussian",
     "StandardNormal",
