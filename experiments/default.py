@@ -76,4 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.num_test_examples = 0        # 0 = the whole test split
     config.eval.active_unit_threshold = 0.01
     config.eval.figures = True
+    config.eval.ais_steps = 0                # AIS from q(z|x) on a test subset (0 = none; vaejax.ais)
+    config.eval.ais_chains = 16
+    config.eval.ais_num_examples = 100       # the first N test examples
+    config.eval.ais_batch_size = 10          # examples per AIS batch
+    config.eval.gap_steps = 0                # the inference-gap split: steps of q* per example (0 = none)
     return config

@@ -171,3 +171,73 @@ def test_bad_settings_are_refused():
                             schedule="cosine")
     with pytest.raises(ValueError, match="num_steps=0 must be >= 1"):
         vaejax.ais_log_prob(jax.random.key(0), X, decode, prior=PRIOR, num_steps=0, num_chains=2)
+
+
+# -- AIS and the gap split of a trained run (vaejax eval) -------------------------------------
+
+def test_an_interrupted_ais_evaluation_continues_where_it_stopped(trained, tmp_path):
+    """Killed after 2 of 3 batches, AIS with the gap split continues from its saved batches
+    and ends bitwise equal to an uninterrupted evaluation."""
+    from vaejax import evaluate  # noqa: PLC0415
+
+    workdir, _, _ = trained
+    run = vaejax.load_run(workdir, log=lambda *_: None)
+    test = run.splits.test.take(slice(0, 6))
+    settings = dict(data_shape=run.program.data_shape, preprocessing=run.program.preprocessing,
+                    num_steps=10, num_chains=2, gap_steps=5, batch_size=2)
+    key = jax.random.key(11)
+    whole = evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings)
+    assert whole.shape == (3, 6)
+    partial = tmp_path / "eval.ais.partial.npz"
+
+    class Killed(Exception):
+        pass
+
+    def dies_after_two(n, done=[]):  # noqa: B006
+        done.append(n)
+        if len(done) == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings,
+                                    progress=dies_after_two, partial_file=partial, save_every=0)
+    seen = []
+    resumed = evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings,
+                                          progress=seen.append, partial_file=partial)
+    assert seen == [4, 2]
+    np.testing.assert_array_equal(resumed, whole)
+    assert not partial.exists()
+
+
+@pytest.mark.slow
+def test_vaejax_eval_adds_ais_and_the_gap_split_to_results(trained, tmp_path):
+    """`vaejax eval --config.eval.ais_steps=...` on a trained run: AIS's NLL is below the IWAE
+    NLL of the same examples (a tighter bound), and the gaps add up."""
+    import shutil  # noqa: PLC0415
+
+    from vaejax import cli, records  # noqa: PLC0415
+
+    workdir, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    code = cli.main(["eval", "--workdir", str(copy), "--config.eval.ais_steps=200",
+                     "--config.eval.ais_chains=8", "--config.eval.ais_num_examples=20",
+                     "--config.eval.gap_steps=200", "--config.eval.iwae_samples=100"])
+    assert code == 0
+    results = records.read_json(copy / records.RESULTS)
+    assert results["ais_num_examples"] == 20 and results["ais_steps"] == 200
+    assert results["test/ais_nll"] < results["test/iwae_nll_subset"]
+    np.testing.assert_allclose(results["test/gap_inference"],
+                               results["test/gap_approximation"] + results["test/gap_amortization"],
+                               rtol=1e-5)
+    assert results["test/gap_amortization"] > 0
+
+
+def test_ais_settings_without_ais_are_refused(tmp_path):
+    from vaejax import config as config_lib  # noqa: PLC0415
+    from vaejax import program as program_lib  # noqa: PLC0415
+    from run_helpers import REPO  # noqa: PLC0415
+
+    config = config_lib.load_config(REPO / "experiments" / "default.py", ["eval.gap_steps=100"])
+    with pytest.raises(ValueError, match=r"eval.gap_steps=100 is read only with eval.ais_steps > 0"):
+        program_lib.check_new_run(config)

@@ -61,6 +61,8 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
                   "sampling": "mws"},
+    "eval": {"ais_steps": 0, "ais_chains": 16, "ais_num_examples": 100, "ais_batch_size": 10,
+             "gap_steps": 0},
     "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
               "tracker_project": "vaejax", "mlflow_tracking_uri": ""},
 }
@@ -227,6 +229,11 @@ RANGES = {
     "eval.iwae_batch_size": Range(1, None, "examples per IWAE chunk"),
     "eval.num_test_examples": Range(0, None, "test examples evaluated (0 = all)"),
     "eval.active_unit_threshold": Range(0.0, None, "the activity threshold of an active unit"),
+    "eval.ais_steps": Range(0, None, "AIS's annealing steps (0 = no AIS)"),
+    "eval.ais_chains": Range(1, None, "AIS chains per example"),
+    "eval.ais_num_examples": Range(1, None, "test examples AIS evaluates (the first N)"),
+    "eval.ais_batch_size": Range(1, None, "examples per AIS batch"),
+    "eval.gap_steps": Range(0, None, "optimizer steps of each example's q* (0 = no gap split)"),
 }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import checkpoints, figures, locking, metrics, progress, records, runs, trackers
+from vaejax import ais_evaluation, checkpoints, figures, locking, metrics, progress, records, runs, trackers
 from vaejax.program import run_keys
 
 
@@ -53,18 +53,26 @@ def iwae_log_likelihood(model, params, data, key, *, data_shape, preprocessing,
     fn = functools.partial(metrics.compiled_iwae_batch_stacked if stacked else metrics.compiled_iwae_batch, model,
                            data_shape=tuple(data_shape), preprocessing=preprocessing,
                            num_samples=num_samples, chunk_size=chunk_size)
-    fingerprint = None
+    fingerprint = None if partial_file is None else _fingerprint(
+        params, key, n=n, batch_size=batch_size, num_samples=num_samples, chunk_size=chunk_size)
+    return _over_batches(lambda b: fn(params, key, data, idx[b]), idx, mask, progress=progress,
+                         partial_file=partial_file, fingerprint=fingerprint, save_every=save_every)
+
+
+def _over_batches(batch_fn, idx, mask, *, progress, partial_file, fingerprint, save_every=60.0):
+    """`batch_fn(b)` (an array (..., B)) for every padded batch b of `idx` (batches, B), the
+    padding dropped, concatenated on the last axis. With `partial_file`, the batches done are
+    saved every `save_every` seconds and an interrupted run with the same `fingerprint`
+    continues from them; the file is removed at the end."""
     out = []
     if partial_file is not None:
-        fingerprint = _fingerprint(params, key, n=n, batch_size=batch_size,
-                                   num_samples=num_samples, chunk_size=chunk_size)
         out = _load_partial(partial_file, fingerprint)
         if out and progress is not None:
             progress(sum(a.shape[-1] for a in out))
     last_save = time.perf_counter()
     for b in range(len(out), idx.shape[0]):
         keep = np.asarray(mask[b])
-        out.append(np.asarray(fn(params, key, data, idx[b]))[..., keep])
+        out.append(np.asarray(batch_fn(b))[..., keep])
         if partial_file is not None and time.perf_counter() - last_save >= save_every:
             _save_partial(partial_file, fingerprint, out)
             last_save = time.perf_counter()
@@ -73,6 +81,25 @@ def iwae_log_likelihood(model, params, data, key, *, data_shape, preprocessing,
     if partial_file is not None:
         pathlib.Path(partial_file).unlink(missing_ok=True)
     return np.concatenate(out, axis=-1)
+
+
+def ais_log_likelihood(model, params, data, key, *, data_shape, preprocessing, num_steps,
+                       num_chains, gap_steps=0, batch_size, progress=None, partial_file=None,
+                       save_every: float = 60.0) -> np.ndarray:
+    """`ais_evaluation.ais_batch` over every example of `data` (one model), `batch_size`
+    examples at a time: (1 or 3, N) numpy, nats. Resumable from `partial_file`, like
+    `iwae_log_likelihood`."""
+    data = data_lib.as_examples(data)
+    n = data.num_examples
+    idx, mask = data_lib.padded_batch_indices(n, min(batch_size, n))
+    fn = functools.partial(ais_evaluation.compiled_ais_batch, model, data_shape=tuple(data_shape),
+                           preprocessing=preprocessing, num_steps=num_steps,
+                           num_chains=num_chains, gap_steps=gap_steps)
+    fingerprint = None if partial_file is None else _fingerprint(
+        params, key, n=n, batch_size=idx.shape[1], ais_steps=num_steps, ais_chains=num_chains,
+        gap_steps=gap_steps)
+    return _over_batches(lambda b: fn(params, key, data, idx[b]), idx, mask, progress=progress,
+                         partial_file=partial_file, fingerprint=fingerprint, save_every=save_every)
 
 
 def _fingerprint(params, key, **settings) -> str:
@@ -135,16 +162,41 @@ def test_metrics(program, params, hyper, test_data, eval_config, *, num_members=
         log_px, iwae_time = _timed_iwae(program, params, test_data, keys, eval_config,
                                         stacked=stacked, members=members, log=log,
                                         partial_file=partial_file)
-    eval_time = time.perf_counter() - start
 
     def pick(i):  # member i's values of a stacked evaluation
         return (lambda v: v[i]) if stacked else (lambda v: v)
 
+    ais = [_timed_ais(program, jax.tree.map(pick(i), params), pick(i)(keys), test_data,
+                      eval_config, None if log_px is None else pick(i)(log_px), log=log,
+                      partial_file=None if stacked else partial_file)
+           for i in range(members)] if eval_config.get("ais_steps", 0) > 0 else [{}] * members
+    eval_time = time.perf_counter() - start
     results = [_member_results(m, log_px, pick(i), num_test_examples=test_data.num_examples,
                                iwae_samples=eval_config.iwae_samples, iwae_time=iwae_time,
-                               eval_time=eval_time)
+                               eval_time=eval_time) | ais[i]
                for i in range(members)]
     return results if stacked else results[0]
+
+
+def _timed_ais(program, params, key, test_data, eval_config, iwae_log_px, *, log,
+               partial_file) -> dict:
+    """AIS (and with `eval.gap_steps`, the gap split) on the first `eval.ais_num_examples`
+    test examples of one model, with a progress bar: results.json's fields
+    (`ais_evaluation.results`), and the seconds it took as `ais_time`."""
+    steps, chains, gap_steps = eval_config.ais_steps, eval_config.ais_chains, eval_config.gap_steps
+    ais_evaluation.check_model(program.model, params, program.data_shape, gap_steps)
+    subset = test_data.take(slice(None, eval_config.ais_num_examples))
+    what = f"eval AIS T={steps} x {chains} chains" + (f", gap split ({gap_steps} steps)" if gap_steps else "")
+    bar = _progress_bar(what, subset.num_examples, log)
+    start = time.perf_counter()
+    values = ais_log_likelihood(
+        program.model, params, subset, key, data_shape=program.data_shape,
+        preprocessing=program.preprocessing, num_steps=steps, num_chains=chains,
+        gap_steps=gap_steps, batch_size=eval_config.ais_batch_size, progress=bar.update,
+        partial_file=None if partial_file is None else pathlib.Path(partial_file).with_name(AIS_PARTIAL))
+    bar.close()
+    return ais_evaluation.results(values, iwae_log_px, steps=steps, chains=chains,
+                                  gap_steps=gap_steps) | {"ais_time": time.perf_counter() - start}
 
 
 def _timed_iwae(program, params, test_data, keys, eval_config, *, stacked, members, log,
@@ -219,7 +271,8 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
         results["epoch"] = last["epoch"] if epoch is None else epoch
         results["step"] = last["step"]
     summary = ", ".join(f"{k} {results[k]:.2f}" for k in
-                        ("test/neg_elbo", "test/nll", "test/rate", "test/distortion") if k in results)
+                        ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "test/ais_nll",
+                         "test/gap_approximation", "test/gap_amortization") if k in results)
     log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
         f"{results['latent_dim']} -> {workdir / records.RESULTS}")
     paths = []
@@ -233,6 +286,7 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     return results
 
 
+AIS_PARTIAL = "eval.ais.partial.npz"  # the AIS batches of an evaluation under way
 EVALS = "evals"  # <workdir>/evals/epoch-<E>_k<K>_n<N>.json: `evaluate_checkpoint`'s results
 PARTIAL_SUFFIX = ".partial.npz"  # the IWAE batches of an evaluation under way
 
@@ -256,6 +310,7 @@ def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
     workdir = pathlib.Path(workdir)
     if config is not None:
         config_lib.validate(config)
+        ais_evaluation.check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     out = workdir / EVALS
     out.mkdir(exist_ok=True)
@@ -294,6 +349,7 @@ def evaluate_run(workdir, *, config=None, log=print) -> dict:
     settings when given); writes results.json and the figures."""
     if config is not None:
         config_lib.validate(config)
+        ais_evaluation.check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     with locking.hold(workdir, "vaejax eval"):
         run = runs.load_run(workdir, config=config, log=log)
