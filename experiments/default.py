@@ -81,4 +81,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.ais_num_examples = 100       # the first N test examples
     config.eval.ais_batch_size = 10          # examples per AIS batch
     config.eval.gap_steps = 0                # the inference-gap split: steps of q* per example (0 = none)
+    config.eval.bdmc_examples = 0            # BDMC on this many examples simulated from the model
     return config

@@ -222,7 +222,8 @@ def test_vaejax_eval_adds_ais_and_the_gap_split_to_results(trained, tmp_path):
     shutil.copytree(workdir, copy)
     code = cli.main(["eval", "--workdir", str(copy), "--config.eval.ais_steps=200",
                      "--config.eval.ais_chains=8", "--config.eval.ais_num_examples=20",
-                     "--config.eval.gap_steps=200", "--config.eval.iwae_samples=100"])
+                     "--config.eval.gap_steps=200", "--config.eval.iwae_samples=100",
+                     "--config.eval.bdmc_examples=4"])
     assert code == 0
     results = records.read_json(copy / records.RESULTS)
     assert results["ais_num_examples"] == 20 and results["ais_steps"] == 200
@@ -231,6 +232,7 @@ def test_vaejax_eval_adds_ais_and_the_gap_split_to_results(trained, tmp_path):
                                results["test/gap_approximation"] + results["test/gap_amortization"],
                                rtol=1e-5)
     assert results["test/gap_amortization"] > 0
+    assert results["bdmc_examples"] == 4 and results["bdmc/lower"] <= results["bdmc/upper"]
 
 
 def test_ais_settings_without_ais_are_refused(tmp_path):

@@ -62,7 +62,7 @@ _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
                   "sampling": "mws"},
     "eval": {"ais_steps": 0, "ais_chains": 16, "ais_num_examples": 100, "ais_batch_size": 10,
-             "gap_steps": 0},
+             "gap_steps": 0, "bdmc_examples": 0},
     "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
               "tracker_project": "vaejax", "mlflow_tracking_uri": ""},
 }
@@ -234,6 +234,7 @@ RANGES = {
     "eval.ais_num_examples": Range(1, None, "test examples AIS evaluates (the first N)"),
     "eval.ais_batch_size": Range(1, None, "examples per AIS batch"),
     "eval.gap_steps": Range(0, None, "optimizer steps of each example's q* (0 = no gap split)"),
+    "eval.bdmc_examples": Range(0, None, "examples simulated from the model for BDMC (0 = none)"),
 }
 
 

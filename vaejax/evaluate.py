@@ -195,8 +195,30 @@ def _timed_ais(program, params, key, test_data, eval_config, iwae_log_px, *, log
         gap_steps=gap_steps, batch_size=eval_config.ais_batch_size, progress=bar.update,
         partial_file=None if partial_file is None else pathlib.Path(partial_file).with_name(AIS_PARTIAL))
     bar.close()
-    return ais_evaluation.results(values, iwae_log_px, steps=steps, chains=chains,
-                                  gap_steps=gap_steps) | {"ais_time": time.perf_counter() - start}
+    out = ais_evaluation.results(values, iwae_log_px, steps=steps, chains=chains, gap_steps=gap_steps)
+    if eval_config.get("bdmc_examples", 0) > 0:
+        out |= _bdmc(program, params, key, eval_config, log=log, partial_file=partial_file)
+    return out | {"ais_time": time.perf_counter() - start}
+
+
+def _bdmc(program, params, key, eval_config, *, log, partial_file) -> dict:
+    """BDMC on `eval.bdmc_examples` examples simulated from the model, in batches of
+    `eval.ais_batch_size`, resumable like the AIS batches."""
+    m, steps, chains = eval_config.bdmc_examples, eval_config.ais_steps, eval_config.ais_chains
+    if getattr(program.model, "conditioning", None) is not None:
+        raise ValueError("eval.bdmc_examples: BDMC simulates data from p(z) p(x|z); a model "
+                         "conditioned on a label has no such p(x). Set eval.bdmc_examples=0.")
+    idx, mask = data_lib.padded_batch_indices(m, min(eval_config.ais_batch_size, m))
+    fn = functools.partial(ais_evaluation.compiled_bdmc_batch, program.model, num_steps=steps,
+                           num_chains=chains)
+    partial = None if partial_file is None else pathlib.Path(partial_file).with_name(BDMC_PARTIAL)
+    fingerprint = None if partial is None else _fingerprint(
+        params, key, m=m, batch_size=idx.shape[1], ais_steps=steps, ais_chains=chains)
+    bar = _progress_bar(f"eval BDMC T={steps} x {chains} chains, simulated data", m, log)
+    bounds = _over_batches(lambda b: fn(params, key, idx[b]), idx, mask, progress=bar.update,
+                           partial_file=partial, fingerprint=fingerprint)
+    bar.close()
+    return ais_evaluation.bdmc_results(bounds)
 
 
 def _timed_iwae(program, params, test_data, keys, eval_config, *, stacked, members, log,
@@ -287,6 +309,7 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
 
 
 AIS_PARTIAL = "eval.ais.partial.npz"  # the AIS batches of an evaluation under way
+BDMC_PARTIAL = "eval.bdmc.partial.npz"
 EVALS = "evals"  # <workdir>/evals/epoch-<E>_k<K>_n<N>.json: `evaluate_checkpoint`'s results
 PARTIAL_SUFFIX = ".partial.npz"  # the IWAE batches of an evaluation under way
 
