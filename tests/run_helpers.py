@@ -55,6 +55,23 @@ def killed_before_checkpoint(monkeypatch, config, workdir, epoch: int) -> None:
             train.train(config, workdir, log=lambda *_: None)
 
 
+class Killed(Exception):
+    """A kill, raised from inside a long evaluation by `dies_after`."""
+
+
+def dies_after(batches: int):
+    """A `progress` callback that raises `Killed` at its `batches`-th call: a kill between
+    batches of an evaluation, after the batches before it were saved."""
+    done = []
+
+    def progress(n):
+        done.append(n)
+        if len(done) == batches:
+            raise Killed
+
+    return progress
+
+
 def comparable(rows):
     return [{k: v for k, v in r.items() if k not in loop.TIMING_KEYS} for r in rows]
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import vaejax
+from run_helpers import Killed, dies_after
 from vaejax.distributions import DiagGaussian, StandardNormal
 
 SIGMA = 0.5
@@ -189,18 +190,9 @@ def test_an_interrupted_ais_evaluation_continues_where_it_stopped(trained, tmp_p
     whole = evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings)
     assert whole.shape == (3, 6)
     partial = tmp_path / "eval.ais.partial.npz"
-
-    class Killed(Exception):
-        pass
-
-    def dies_after_two(n, done=[]):  # noqa: B006
-        done.append(n)
-        if len(done) == 2:
-            raise Killed
-
     with pytest.raises(Killed):
         evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings,
-                                    progress=dies_after_two, partial_file=partial, save_every=0)
+                                    progress=dies_after(2), partial_file=partial, save_every=0)
     seen = []
     resumed = evaluate.ais_log_likelihood(run.model, run.params, test, key, **settings,
                                           progress=seen.append, partial_file=partial)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from run_helpers import Killed, dies_after
 from vaejax import distributions, evaluate
 from vaejax import metrics as metrics_lib
 from vaejax import config as config_lib
@@ -147,27 +148,16 @@ def test_an_interrupted_iwae_evaluation_continues_where_it_stopped(trained, tmp_
     key = jax.random.key(7)
     whole = evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings)
     partial = tmp_path / "eval.partial.npz"
-
-    class Killed(Exception):
-        pass
-
-    def dies_after_three(n, done=[]):  # noqa: B006
-        done.append(n)
-        if len(done) == 3:
-            raise Killed
-
     with pytest.raises(Killed):
         evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
-                                     progress=dies_after_three, partial_file=partial, save_every=0)
+                                     progress=dies_after(3), partial_file=partial, save_every=0)
     assert partial.exists()
     with pytest.raises(Killed):  # other K: the saved batches are not reused, and are replaced
         evaluate.iwae_log_likelihood(run.model, run.params, test, key, **{**settings, "num_samples": 10},
-                                     progress=lambda n, d=[]: dies_after_three(n, d),
-                                     partial_file=partial, save_every=0)
+                                     progress=dies_after(3), partial_file=partial, save_every=0)
     with pytest.raises(Killed):
         evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
-                                     progress=lambda n, d=[]: dies_after_three(n, d),
-                                     partial_file=partial, save_every=0)
+                                     progress=dies_after(3), partial_file=partial, save_every=0)
     seen = []
     resumed = evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
                                            progress=seen.append, partial_file=partial)
