@@ -82,6 +82,9 @@ def render(records, out_dir) -> dict[str, str]:
              "The commands:", ""]
     lines += [f"- `{name}`: `{_command(records[name])}`" for name in (*ROWS, *CONDITIONAL)
               if name in records]
-    lines += ["", f"Trained on {'; '.join(hardware)}." if hardware else "", ""]
+    lines += ["", (f"Trained on {'; '.join(hardware)}. The runs shared the machine's cores with "
+                   "other work, so their seconds per epoch are an upper bound and compare "
+                   "poorly across rows (`make bench` times the families on an idle machine).")
+              if hardware else "", ""]
     (out_dir / "results.md").write_text("\n".join(lines))
     return {"table": "\n".join(families + [""] + conditional) + "\n"}
