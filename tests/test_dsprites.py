@@ -1,0 +1,96 @@
+"""Images with ground-truth factors: dSprites' factor grid re-rendered, the squares grid, the
+reader of the original file, and the metrics run on render-then-encode functions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vaejax import disentanglement as dis
+from vaejax.data import dsprites
+
+
+def test_the_dsprites_grid_is_the_published_one():
+    grid = dsprites.DSPRITES
+    assert grid.sizes == (3, 6, 40, 32, 32) and grid.num_images == 737_280
+    np.testing.assert_allclose(grid.values[1][[0, -1]], [0.5, 1.0])
+    np.testing.assert_allclose(grid.values[2][[0, -1]], [0.0, 2 * math.pi])
+    np.testing.assert_allclose(grid.values[3][[0, -1]], [0.0, 1.0])
+    every = grid.all()
+    assert every.shape == (737_280, 5)
+    np.testing.assert_array_equal(every[:2], [[0, 0, 0, 0, 0], [0, 0, 0, 0, 1]])  # last fastest
+    np.testing.assert_array_equal(every[-1], [2, 5, 39, 31, 31])
+
+
+def test_sprites_have_the_areas_of_their_shapes_and_move_with_their_factors():
+    radius = 0.3 * 64  # pixels, at scale 1
+    f = np.array([[0, 5, 0, 16, 16], [1, 5, 0, 16, 16], [0, 0, 0, 16, 16],
+                  [2, 5, 0, 0, 16], [2, 5, 0, 31, 16]])
+    images = dsprites.render_dsprites(f)
+    assert images.shape == (5, 64, 64, 1) and set(np.unique(images)) <= {0, 1}
+    area = images.sum(axis=(1, 2, 3))
+    assert area[0] == pytest.approx((1.6 * radius) ** 2, rel=0.03)            # square, side 1.6 r
+    assert area[1] == pytest.approx(math.pi * radius * radius / 2, rel=0.03)  # ellipse, r by r/2
+    assert area[0] / area[2] == pytest.approx(4.0, rel=0.1)  # scale 1 vs 0.5 (a 15.4-px side: 15 px)
+    columns = np.arange(64)
+    centre_x = [(images[i, ..., 0].sum(0) * columns).sum() / area[i] for i in (3, 4)]
+    assert centre_x[0] < 20 and centre_x[1] > 44                              # x from 0 to 1
+
+
+def test_orientations_zero_and_two_pi_render_the_same_image_as_published():
+    f = np.array([[s, 3, o, 10, 20] for s in range(3) for o in (0, 39)])
+    images = dsprites.render_dsprites(f)
+    for s in range(3):
+        np.testing.assert_array_equal(images[2 * s], images[2 * s + 1])
+    assert not np.array_equal(dsprites.render_dsprites(np.array([[2, 3, 10, 10, 20]]))[0], images[4])
+
+
+def test_rendering_is_deterministic_and_chunk_independent():
+    f = dsprites.DSPRITES.sample(np.random.default_rng(0), 37)
+    np.testing.assert_array_equal(dsprites.render_dsprites(f, chunk=8), dsprites.render_dsprites(f))
+
+
+def test_the_squares_grid_renders_its_sizes():
+    every = dsprites.SQUARES.all()
+    images = dsprites.render_squares(every)
+    assert images.shape == (1024, 32, 32, 1)
+    sides = dsprites.SQUARES.value(every)[:, 2]
+    np.testing.assert_array_equal(images.sum(axis=(1, 2, 3)), sides**2)
+
+
+def test_the_original_file_is_read_into_the_same_form(tmp_path):
+    classes = np.array([[0, 0, 0, 0, 0, 0], [0, 2, 5, 39, 31, 31]])
+    images = np.zeros((2, 64, 64), np.uint8)
+    images[1, 10:20, 10:20] = 1
+    np.savez(tmp_path / "dsprites.npz", imgs=images, latents_classes=classes)
+    factors, read = dsprites.load_dsprites_npz(tmp_path / "dsprites.npz")
+    np.testing.assert_array_equal(factors, classes[:, 1:])
+    assert read.shape == (2, 64, 64, 1) and read[1].sum() == 100
+    np.savez(tmp_path / "other.npz", imgs=images, latents_classes=classes[:, :4])
+    with pytest.raises(ValueError, match="not dSprites'"):
+        dsprites.load_dsprites_npz(tmp_path / "other.npz")
+    np.savez(tmp_path / "wrong.npz", pixels=images)
+    with pytest.raises(ValueError, match="lacks"):
+        dsprites.load_dsprites_npz(tmp_path / "wrong.npz")
+
+
+def test_scores_of_an_encoder_that_reads_the_factors_off_the_pixels():
+    """Render, then encode: an 'encoder' that returns each square's centre and side, measured
+    on its pixels, is disentangled; one that mixes them is not."""
+    def measured(f):
+        images = dsprites.render_squares(f)[..., 0].astype(float)
+        area = images.sum(axis=(1, 2))
+        ys, xs = np.mgrid[:32, :32]
+        cx = (images * xs).sum(axis=(1, 2)) / area
+        cy = (images * ys).sum(axis=(1, 2)) / area
+        return np.stack([cx, cy, np.sqrt(area)], axis=1)
+
+    def mixed(f):
+        return measured(f) @ np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 1.0], [0.0, 1.0, 1.0]])
+
+    settings = dict(batch_size=16, num_train=150, num_eval=100, num_variance_estimate=1000)
+    sizes = dsprites.SQUARES.sizes
+    assert dis.factor_vae_score(measured, sizes, **settings)["eval_accuracy"] > 0.95
+    assert dis.factor_vae_score(mixed, sizes, **settings)["eval_accuracy"] < 0.9
+    f = dsprites.SQUARES.all()
+    assert dis.mig(measured(f), f) > 2 * dis.mig(mixed(f), f)
