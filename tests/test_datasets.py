@@ -114,7 +114,8 @@ def test_what_a_dataset_cannot_be_given_is_refused_before_anything_is_written(
 
 
 def test_the_built_in_datasets_are_registry_entries():
-    assert data.DATASETS.names() == ["binarized_mnist", "cifar10", "fashion_mnist", "mnist"]
+    assert data.DATASETS.names() == ["binarized_mnist", "cifar10", "dsprites", "fashion_mnist", "mnist",
+                                     "squares"]
     assert data.DATASETS.settings("mnist") == {"data_dir"}
     assert data.DATASETS.settings("cifar10") == frozenset()
     assert data.DATASETS.settings("idx:/some/folder") == frozenset()

@@ -94,3 +94,38 @@ def test_scores_of_an_encoder_that_reads_the_factors_off_the_pixels():
     assert dis.factor_vae_score(mixed, sizes, **settings)["eval_accuracy"] < 0.9
     f = dsprites.SQUARES.all()
     assert dis.mig(measured(f), f) > 2 * dis.mig(mixed(f), f)
+
+
+def test_factor_datasets_carry_their_factors_beside_the_images_and_models_never_see_them():
+    from vaejax import config as config_lib  # noqa: PLC0415
+    from vaejax.data import load_splits  # noqa: PLC0415
+    from vaejax.program import Program  # noqa: PLC0415
+    from run_helpers import REPO  # noqa: PLC0415
+
+    config = config_lib.load_config(REPO / "experiments" / "default.py",
+                                    ["data.name=squares", "data.num_validation=100"])
+    splits = load_splits(config, log=lambda *_: None)
+    assert splits.train.images.shape == (822, 32, 32, 1) and splits.test.images.shape == (102, 32, 32, 1)
+    assert splits.validation.factors.shape == (100, 3) and splits.test.factors.shape == (102, 3)
+    assert set(np.unique(np.asarray(splits.train.images))) == {0, 255}
+    # each image is the rendering of its own factors
+    np.testing.assert_array_equal(np.asarray(splits.test.images) // 255,
+                                  dsprites.render_squares(np.asarray(splits.test.factors)))
+    every = {tuple(f) for f in np.asarray(splits.test.factors)}
+    assert {f[2] for f in every} == {0, 1, 2, 3}  # the test split covers every size
+    program = Program.build(config, splits.image_shape, splits.train.num_examples)
+    model_data = program.model_data(splits)
+    assert model_data.train.factors is None and model_data.test.factors is None
+
+
+def test_a_users_dataset_may_give_factors_and_bad_ones_are_refused():
+    from vaejax.data import datasets  # noqa: PLC0415
+
+    images = np.zeros((4, 2, 2, 1), np.uint8)
+    good = datasets._as_dataset("mine", {"train_images": images, "test_images": images,
+                                         "train_factors": np.zeros((4, 2), int),
+                                         "test_factors": np.ones((4, 2), int)})
+    assert good.train_factors.dtype == np.int32 and good.test_factors.shape == (4, 2)
+    with pytest.raises(ValueError, match=r"train_factors are float64 of shape \(4, 2\); expected \(4, F\) integers"):
+        datasets._as_dataset("mine", {"train_images": images, "test_images": images,
+                                      "train_factors": np.zeros((4, 2))})

@@ -194,7 +194,8 @@ class Program:
     def model_data(self, splits):
         """`splits` (`vaejax.data.Splits`) with what the model reads: the labels kept for a
         model conditioned on them (a clear error if the dataset has none), else dropped, so
-        an unconditional model's programs do not carry them."""
+        an unconditional model's programs do not carry them; ground-truth factors always
+        dropped (metrics read them from the splits as loaded)."""
         def select(examples):
             if examples is None:
                 return None
@@ -204,7 +205,7 @@ class Program:
                 raise ValueError(f"The model conditions on labels (model.conditioning={self.conditioning!r}), "
                                  f"but the dataset ({splits.source}) has none: choose a labelled dataset "
                                  "(mnist, fashion_mnist, cifar10) or an unconditional model.")
-            return examples
+            return data_lib.Examples(examples.images, examples.labels)  # never the factors
 
         return dataclasses.replace(splits, train=select(splits.train),
                                    validation=select(splits.validation), test=select(splits.test))

@@ -7,13 +7,18 @@ returns a `sources.Dataset`, or a dict with its arrays:
         return {"train_images": (N, ...) array, "train_labels": (N,) ints or None,
                 "test_images": (M, ...) array, "test_labels": (M,) ints or None}
 
+A dataset with ground-truth factors adds "train_factors" and "test_factors", (N, F) integer
+indices: they travel with the examples (`Examples.factors`) for the metrics and figures that
+read them, and a model never sees them.
+
 Images are uint8 pixels or floats, of any shape (the same for train and test); `log`, if the
 signature names it, gets progress lines. A setting of `config.data` that the chosen dataset
 does not read is refused (`registry.refuse_unread`), as for every other registry.
 
 Registered: mnist, fashion_mnist and binarized_mnist (from files: `data_dir`, the dataset's
 environment variable, $VAEJAX_DATA_DIR, system folders, then TFDS; see `sources`), cifar10
-(TFDS only), and `idx:<folder>` for any folder of IDX files. Your own:
+(TFDS only), `idx:<folder>` for any folder of IDX files, and dsprites and squares, with
+ground-truth factors (`vaejax.data.dsprites`). Your own:
 `data.name = "module:attribute"`, imported from the experiment file's folder.
 """
 from __future__ import annotations
@@ -61,6 +66,16 @@ for _name in ("mnist", "fashion_mnist", "binarized_mnist"):
 def cifar10(*, log: Callable = print) -> sources.Dataset:
     """CIFAR-10 from TensorFlow Datasets ($TFDS_DATA_DIR), (32, 32, 3) uint8."""
     return sources.load("cifar10", log=log)
+
+
+def _register_factor_datasets() -> None:
+    from vaejax.data import dsprites  # noqa: PLC0415  (jax: imported when datasets are)
+
+    DATASETS.register("dsprites")(dsprites.dsprites_dataset)
+    DATASETS.register("squares")(dsprites.squares_dataset)
+
+
+_register_factor_datasets()
 
 
 def _idx_folder(name: str) -> Callable:
@@ -113,6 +128,7 @@ def _as_dataset(name: str, value) -> sources.Dataset:
                                  f"{labels.shape}; expected {images.shape[:1]} integers >= 0")
             labels = labels.astype(np.int32)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+        arrays[f"{split}_factors"] = _factors(name, split, value.get(f"{split}_factors"), images)
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise ValueError(f"data.name={name!r}: train examples are "
                          f"{arrays['train_images'].shape[1:]}, test examples "
@@ -121,6 +137,18 @@ def _as_dataset(name: str, value) -> sources.Dataset:
         if array is not None:
             array.flags.writeable = False
     return sources.Dataset(name=name, source=name, cache_path=None, **arrays)
+
+
+def _factors(name: str, split: str, factors, images):
+    """A dataset's ground-truth factor indices, checked: (N, F) integers >= 0, or None."""
+    if factors is None:
+        return None
+    factors = np.asarray(factors)
+    if (factors.ndim != 2 or factors.shape[0] != images.shape[0]
+            or not np.issubdtype(factors.dtype, np.integer) or (factors.size and factors.min() < 0)):
+        raise ValueError(f"data.name={name!r}: {split}_factors are {factors.dtype} of shape "
+                         f"{factors.shape}; expected ({images.shape[0]}, F) integers >= 0")
+    return factors.astype(np.int32)
 
 
 def example_shape(data_config, *, search_path: str | None = None) -> tuple[int, ...]:

@@ -152,3 +152,55 @@ def load_dsprites_npz(path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: its factor grid {classes.max(0) + 1} is not dSprites' "
                          f"{DSPRITES.sizes}.")
     return classes.astype(np.int64), images
+
+
+# -- as datasets (`data.name = "dsprites"` / "squares"; `vaejax.data.DATASETS`) ---------------
+
+TEST_FRACTION, SPLIT_SEED = 0.1, 2017  # dSprites has no test split: a fixed 10% of the grid
+
+
+def _split(factors: np.ndarray, images: np.ndarray) -> dict:
+    """Train and test arrays of a factor grid: the test split is a fixed `TEST_FRACTION` of
+    the images (`np.random.default_rng(SPLIT_SEED)`), both in the grid's order; pixels as 0
+    and 255 (uint8), so the usual preprocessing (dynamic binarization) keeps them exactly."""
+    n = factors.shape[0]
+    test = np.zeros(n, bool)
+    test[np.random.default_rng(SPLIT_SEED).permutation(n)[:round(TEST_FRACTION * n)]] = True
+    pixels = images * np.uint8(255)
+    return {"train_images": pixels[~test], "train_factors": factors[~test], "train_labels": None,
+            "test_images": pixels[test], "test_factors": factors[test], "test_labels": None}
+
+
+def dsprites_dataset(*, dsprites_npz: str = "", log=print) -> dict:
+    """dSprites as a dataset: every image of the grid, re-rendered (`render_dsprites`; cached
+    as <VAEJAX_CACHE>/dsprites-rendered.npz after the first time, about 15 minutes on one
+    core), or the original file when `data.dsprites_npz` names it. 663,552 training and
+    73,728 test images, 64 × 64 × 1, with their 5 factors."""
+    from vaejax.data import cache  # noqa: PLC0415
+
+    if dsprites_npz:
+        factors, images = load_dsprites_npz(dsprites_npz)
+        log(f"data: dsprites from {dsprites_npz} (the original file)")
+        return _split(factors, images)
+    path = cache.cache_dir() / "dsprites-rendered.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            log(f"data: dsprites re-rendered, from {path}")
+            return _split(saved["factors"], saved["images"])
+    factors = DSPRITES.all()
+    log(f"data: rendering dsprites' {len(factors):,} images (the published factor grid, our "
+        "pixels); cached in " + str(path))
+    images = render_dsprites(factors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, factors=factors, images=images)
+    tmp.replace(path)
+    return _split(factors, images)
+
+
+def squares_dataset() -> dict:
+    """The squares grid as a dataset: 1,024 images 32 × 32 × 1 (922 train, 102 test) with
+    their 3 factors (x, y, size): for tests that must run in seconds."""
+    factors = SQUARES.all()
+    return _split(factors, render_squares(factors))

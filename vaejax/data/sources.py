@@ -56,7 +56,9 @@ class CorruptDataError(ValueError):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A dataset as read-only host arrays. Images are (N, H, W, C) uint8; labels (N,) int32."""
+    """A dataset as read-only host arrays. Images are (N, H, W, C) uint8; labels (N,) int32;
+    factors (N, F) int32, the ground-truth factor indices of a dataset that has them
+    (`vaejax.data.dsprites`), else None."""
     name: str
     source: str                      # "idx:/p", "system:/p", "amat:/p", "tfds:mnist", "cache:..."
     train_images: np.ndarray
@@ -64,6 +66,8 @@ class Dataset:
     test_images: np.ndarray
     test_labels: np.ndarray | None
     cache_path: str | None           # the .npz this was read from or written to; None if not cached
+    train_factors: np.ndarray | None = None
+    test_factors: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ class Examples(NamedTuple):
 
     images: jax.Array
     labels: jax.Array | None = None
+    factors: jax.Array | None = None  # (N, F) int32 ground-truth factor indices, or None
 
     @property
     def num_examples(self) -> int:
@@ -65,22 +66,27 @@ def load_splits(config, log=print) -> Splits:
     search_path = config.get("experiment_dir") or None
     ds = datasets.load(config.data, search_path=search_path, log=log)
     _check_fit(config, ds, search_path)
-    train = (ds.train_images, ds.train_labels)
+    train = (ds.train_images, ds.train_labels, ds.train_factors)
     validation = None
     if config.data.num_validation > 0:
-        train, validation = sources.split_validation(
+        (train_x, train_y), (val_x, val_y) = sources.split_validation(
             ds.train_images, ds.train_labels, num_validation=config.data.num_validation)
+        cut = train_x.shape[0]
+        factors = ds.train_factors
+        train = (train_x, train_y, None if factors is None else factors[:cut])
+        validation = (val_x, val_y, None if factors is None else factors[cut:])
     if config.data.num_train > 0:
         train = tuple(None if a is None else a[: config.data.num_train] for a in train)
 
-    def on_device(images, labels):
+    def on_device(images, labels, factors):
         labels = None if labels is None else jax.device_put(np.asarray(labels, np.int32))
-        return Examples(batching.to_device(images), labels)
+        factors = None if factors is None else jax.device_put(np.asarray(factors, np.int32))
+        return Examples(batching.to_device(images), labels, factors)
 
     return Splits(
         train=on_device(*train),
         validation=None if validation is None else on_device(*validation),
-        test=on_device(ds.test_images, ds.test_labels),
+        test=on_device(ds.test_images, ds.test_labels, ds.test_factors),
         source=ds.source,
     )
 
