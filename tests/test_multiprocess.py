@@ -335,3 +335,15 @@ def test_four_processes_sweep_like_one_and_a_killed_one_stops_them_all(tmp_path,
     assert not list(sweep_dir.rglob("*orbax-checkpoint-tmp*"))
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     assert len(sweep["runs"]) == 4
+
+
+def test_importing_vaejax_leaves_the_backend_to_distributed_initialize():
+    """jax.distributed.initialize must run before anything initialises JAX's backend: no
+    vaejax module (nor a dependency it imports, e.g. blackjax) may do it at import."""
+    script = ("from jax._src import xla_bridge\n"
+              "import vaejax, vaejax.cli, vaejax.train, vaejax.evaluate, vaejax.sweep.group\n"
+              "import vaejax.ais, vaejax.disentanglement, vaejax.data.dsprites, vaejax.trackers\n"
+              "assert not xla_bridge.backends_are_initialized(), 'initialised at import'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -34,7 +34,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-from blackjax.mcmc import hmc
 from jax.flatten_util import ravel_pytree
 
 SCHEDULES = ("sigmoid", "linear")
@@ -62,6 +61,10 @@ def _anneal(key, z0, betas, log_initial, log_target, step_sizes, *, num_leapfrog
     (len(betas) − 1,) is where each step starts: with `adapt`, only its first entry is used
     and the rest follow the acceptance rate. Returns (final z, log weights (chains,),
     step sizes used (len(betas) − 1,), acceptance rates (len(betas) − 1,))."""
+    # blackjax initialises JAX's backend when imported: only here, so that `import vaejax`
+    # leaves it to jax.distributed.initialize in multi-process runs
+    from blackjax.mcmc import hmc  # noqa: PLC0415
+
     num_chains = jax.tree.leaves(z0)[0].shape[0]
     dim = ravel_pytree(jax.tree.map(lambda leaf: leaf[0], z0))[0].shape[0]
     inverse_mass_matrix = jnp.ones(dim)

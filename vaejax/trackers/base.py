@@ -46,7 +46,7 @@ AXES = ("epoch", "step")
 def settings(config) -> dict:
     """`train.trackers` and the trackers' settings of a config (ConfigDict or a run.json's
     dict), with the defaults for a config recorded before they existed."""
-    train = config["train"]
+    train = config.get("train") or {}
     return {key: train.get(key, default) for key, default in DEFAULTS.items()}
 
 
@@ -99,7 +99,9 @@ class Trackers:
 
     def __init__(self, workdir):
         self.workdir = pathlib.Path(workdir)
-        run = records.read_run_record(self.workdir)
+        # a workdir the loop writes without a run record (a library caller's) gets the defaults
+        has_run = (self.workdir / records.RUN_RECORD).exists()
+        run = records.read_run_record(self.workdir) if has_run else {"config": {}}
         path = self.workdir / IDENTITIES
         saved = json.loads(path.read_text()) if path.exists() else {}
         self._trackers = {}

@@ -53,7 +53,7 @@ class TensorBoard:
     def __init__(self, workdir, run: dict, identity: dict | None):
         self.workdir = pathlib.Path(workdir)
         self._epochs = None
-        if identity is None:  # the run's first open: its config, for the HParams tab
+        if identity is None and run["config"]:  # the run's first open: its config (HParams tab)
             write_hparams(self.workdir, run["config"])
 
     def identity(self) -> dict:
