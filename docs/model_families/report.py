@@ -20,7 +20,7 @@ import pathlib
 ROWS = {
     "iwae_mnist": ("one-layer VAE, 784-200-200-50 tanh", "Burda et al. 2015"),
     "vampprior": ("VampPrior, 500 pseudo-inputs", "Tomczak & Welling 2018"),
-    "iwae_two_layer": ("two stochastic layers, 784-200-200-100-100-100-50", "Burda et al. 2015"),
+    "iwae_two_layer": ("two stochastic layers, 784-200-200-100(z1)-100-100-50(z2)", "Burda et al. 2015"),
     "iaf": ("IAF posterior", "Kingma et al. 2016"),
 }
 CONDITIONAL = {"cvae": ("conditional VAE, 784-500-500-20, on the digit", "Sohn et al. 2015")}
