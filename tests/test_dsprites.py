@@ -47,7 +47,11 @@ def test_orientations_zero_and_two_pi_render_the_same_image_as_published():
 
 def test_rendering_is_deterministic_and_chunk_independent():
     f = dsprites.DSPRITES.sample(np.random.default_rng(0), 37)
-    np.testing.assert_array_equal(dsprites.render_dsprites(f, chunk=8), dsprites.render_dsprites(f))
+    calls = []
+    np.testing.assert_array_equal(
+        dsprites.render_dsprites(f, chunk=8, progress=lambda done, n: calls.append((done, n))),
+        dsprites.render_dsprites(f))
+    assert calls == [(8, 37), (16, 37), (24, 37), (32, 37), (37, 37)]  # one call per chunk
 
 
 def test_the_squares_grid_renders_its_sizes():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -104,14 +105,15 @@ def _render_values(values):
     return jax.vmap(one)(values)
 
 
-def render_dsprites(factors, *, chunk: int = 1024) -> np.ndarray:
+def render_dsprites(factors, *, chunk: int = 1024, progress=None) -> np.ndarray:
     """The images of dSprites factor indices int [N, 5]: uint8 [N, 64, 64, 1] of 0 and 1.
 
     A sprite of scale s spans 0.3 · s · 64 pixels from its centre to its edge (so scale 1
     is 38 pixels across); its centre moves over [0.2, 0.8] of the image as the position goes
     over [0, 1] (x to the right, y down); orientation turns it counter-clockwise. A pixel is
     on when over half of its 4 × 4 sub-pixels are inside the sprite. Jitted, `chunk` images
-    at a time (the last chunk padded, so one program serves every size)."""
+    at a time (the last chunk padded, so one program serves every size). `progress(done, n)`,
+    when given, is called after each chunk with the number of images rendered so far."""
     factors = np.asarray(factors)
     if factors.ndim != 2 or factors.shape[1] != 5:
         raise ValueError(f"dSprites factors are int [N, 5] (shape, scale, orientation, x, y); "
@@ -120,7 +122,11 @@ def render_dsprites(factors, *, chunk: int = 1024) -> np.ndarray:
     n = values.shape[0]
     chunk = max(1, min(chunk, n))
     padded = np.concatenate([values, np.repeat(values[-1:], (-n) % chunk, axis=0)]) if n else values
-    out = [np.asarray(_render_values(padded[i:i + chunk])) for i in range(0, padded.shape[0], chunk)]
+    out = []
+    for i in range(0, padded.shape[0], chunk):
+        out.append(np.asarray(_render_values(padded[i:i + chunk])))
+        if progress is not None:
+            progress(min(i + chunk, n), n)
     return (np.concatenate(out)[:n] if out else np.zeros((0, SIZE, SIZE), np.uint8))[..., None]
 
 
@@ -173,8 +179,8 @@ def _split(factors: np.ndarray, images: np.ndarray) -> dict:
 
 def dsprites_dataset(*, dsprites_npz: str = "", log=print) -> dict:
     """dSprites as a dataset: every image of the grid, re-rendered (`render_dsprites`; cached
-    as <VAEJAX_CACHE>/dsprites-rendered.npz after the first time; at the 1.1 ms per image
-    measured on a shared core, an estimated 14 minutes), or the original file when
+    as <VAEJAX_CACHE>/dsprites-rendered.npz after the first time, with a progress line at most
+    every 30 s while it renders), or the original file when
     `data.dsprites_npz` names it. 663,552 training and
     73,728 test images, 64 × 64 × 1, with their 5 factors."""
     from vaejax.data import cache  # noqa: PLC0415
@@ -191,7 +197,17 @@ def dsprites_dataset(*, dsprites_npz: str = "", log=print) -> dict:
     factors = DSPRITES.all()
     log(f"data: rendering dsprites' {len(factors):,} images (the published factor grid, our "
         "pixels); cached in " + str(path))
-    images = render_dsprites(factors)
+    start, last = time.monotonic(), [time.monotonic()]
+
+    def progress(done, n):
+        now = time.monotonic()
+        if now - last[0] >= 30 or done == n:
+            last[0] = now
+            rate = done / max(now - start, 1e-9)
+            log(f"data: rendered {done:,}/{n:,} dsprites images ({done / n:.0%}), "
+                f"{rate:,.0f} images/s, done in {(n - done) / rate / 60:.0f} min")
+
+    images = render_dsprites(factors, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
