@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.gaussian_logvar = "learned"  # or a number, e.g. "-2.0" (gaussian likelihood only)
 
     config.objective = ml_collections.ConfigDict()
-    config.objective.kind = "elbo"           # elbo | iwae | miwae | piwae | ciwae | tcvae | rws | "module:attribute"
+    config.objective.kind = "elbo"           # elbo | iwae | miwae | piwae | ciwae | tcvae | rws | dip_vae | annealed_vae | "module:attribute"
     config.objective.num_samples = 1         # K: draws per example (per group for miwae, piwae)
     config.objective.num_groups = 1          # M: groups of K draws (miwae, piwae)
     config.objective.gradient_estimator = "reparam"  # reparam | stl | dreg (elbo and the iwae family)
@@ -44,6 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.alpha = 1.0             # tcvae: weight of the index-code mutual information
     config.objective.gamma = 1.0             # tcvae: weight of the dimension-wise KL
     config.objective.sampling = "mws"        # tcvae: mws (minibatch weighted) | mss (stratified)
+    config.objective.dip_type = "i"          # dip_vae: i (covariance of the means) | ii (of q(z))
+    config.objective.lambda_od = 1.0         # dip_vae: weight of the off-diagonal covariance
+    config.objective.lambda_d_factor = 10.0  # dip_vae: diagonal weight = this * lambda_od
+    config.objective.capacity_max = 25.0     # annealed_vae: final capacity C_max, nats
+    config.objective.capacity_weight = 1000.0  # annealed_vae: gamma, the weight of |KL - C|
+    config.objective.capacity_steps = 100_000  # annealed_vae: steps from C = 0 to C_max
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"           # adam | adamw

@@ -19,6 +19,9 @@ KINDS = {  # kind -> overrides; two members differ in every traced scalar
     "piwae": ["objective.num_groups=2", "objective.num_samples=3"],
     "rws": ["objective.num_samples=4"],
     "tcvae": ["objective.sampling=mss", "objective.alpha=0.5", "objective.gamma=2.0"],
+    "dip_vae": ["objective.dip_type=ii", "objective.lambda_od=2.0", "objective.lambda_d_factor=1.0"],
+    "annealed_vae": ["objective.capacity_max=5.0", "objective.capacity_weight=10.0",
+                     "objective.capacity_steps=16"],
 }
 
 

@@ -60,7 +60,8 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
 # Settings added after runs were recorded, with the value those older runs used, by section.
 _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
-                  "sampling": "mws"},
+                  "sampling": "mws", "dip_type": "i", "lambda_od": 1.0, "lambda_d_factor": 10.0,
+                  "capacity_max": 25.0, "capacity_weight": 1000.0, "capacity_steps": 100_000},
     "eval": {"ais_steps": 0, "ais_chains": 16, "ais_num_examples": 100, "ais_batch_size": 10,
              "gap_steps": 0, "bdmc_examples": 0},
     "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
@@ -210,6 +211,11 @@ RANGES = {
     "objective.free_bits": Range(0.0, None, "nats per latent dimension"),
     "objective.alpha": Range(0.0, None, "tcvae's mutual-information weight"),
     "objective.gamma": Range(0.0, None, "tcvae's dimension-wise KL weight"),
+    "objective.lambda_od": Range(0.0, None, "dip_vae's off-diagonal covariance weight"),
+    "objective.lambda_d_factor": Range(0.0, None, "dip_vae's diagonal weight / lambda_od"),
+    "objective.capacity_max": Range(0.0, None, "annealed_vae's final capacity C_max (nats)"),
+    "objective.capacity_weight": Range(0.0, None, "annealed_vae's weight of |KL - C|"),
+    "objective.capacity_steps": Range(1, None, "annealed_vae's steps from 0 to C_max"),
     "optimizer.learning_rate": Range(0.0, None, "the peak learning rate", open_low=True),
     "optimizer.warmup_steps": Range(0, None, "steps of learning-rate warm-up"),
     "optimizer.weight_decay": Range(0.0, None, "adamw's weight decay"),

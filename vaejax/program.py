@@ -76,6 +76,10 @@ def scalar_defaults(objective) -> dict[str, float]:
             if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
 
 
+def _takes_step(objective) -> bool:
+    return "step" in inspect.signature(objective.__call__).parameters
+
+
 def vmapped_keys(config) -> tuple[str, ...]:
     """The config keys that members of one vmapped group may differ in: the seed, the peak
     learning rate and the objective's traced scalars (e.g. objective.beta)."""
@@ -257,8 +261,12 @@ class Program:
         scalars = self.scalars_at(hyper, state.step)
         condition = self.condition(batch)
 
+        # An objective whose weights follow the training step (AnnealedVAE's capacity) names
+        # `step` in its call and is given it.
+        step = {"step": state.step} if _takes_step(self.objective) else {}
+
         def loss_fn(params):
-            return self.objective(noise_key, x, self.model, params, **condition, **scalars)
+            return self.objective(noise_key, x, self.model, params, **condition, **scalars, **step)
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         direction, opt_state = self.direction.update(grads, state.opt_state, state.params)

@@ -20,7 +20,10 @@ flags that fix shapes and code paths are static) and called inside the jitted st
 A batch-level objective (one that needs the whole batch, like beta-TCVAE's minibatch
 estimators) receives the batch as it is; per-example ones vmap with `batch_elbo` & co. A
 factory whose signature names `dataset_size` is given the training-set size N.
-Registered: elbo, iwae, miwae, ciwae, piwae (with `gradient_estimator`), rws, tcvae.
+An objective whose weights follow the training step names `step` in its call and is given the
+optimizer step (int32, traced).
+Registered: elbo, iwae, miwae, ciwae, piwae (with `gradient_estimator`), rws, tcvae, dip_vae,
+annealed_vae.
 Your own: `config.objective.kind = "my_module:MyObjective"`.
 """
 
@@ -32,7 +35,7 @@ import functools
 import jax
 
 from vaejax import registry
-from vaejax.objectives import bounds, tcvae, wake_sleep
+from vaejax.objectives import bounds, disentangling, tcvae, wake_sleep
 from vaejax.objectives.common import mean_over_examples, model_functions
 
 OBJECTIVES = registry.Registry(
@@ -41,7 +44,8 @@ OBJECTIVES = registry.Registry(
     # loses nothing; any other value of a setting the objective does not read is refused.
     neutral=dict(num_samples=1, num_groups=1, gradient_estimator="reparam", analytic_kl=True,
                  free_bits=0.0, beta=1.0, alpha=1.0, gamma=1.0, sampling="mws",
-                 beta_schedule="constant"),
+                 beta_schedule="constant", dip_type="i", lambda_od=1.0, lambda_d_factor=10.0,
+                 capacity_max=25.0, capacity_weight=1000.0, capacity_steps=100_000),
     supplied=("dataset_size",),
     implied={"beta": ("beta_schedule",)})
 
@@ -192,3 +196,6 @@ class RWS:
 
 
 OBJECTIVES.register("tcvae")(tcvae.TCVAE)  # beta-TCVAE, batch-level: see vaejax/objectives/tcvae.py
+# DIP-VAE-I/II and AnnealedVAE, as disentanglement_lib defines them: vaejax/objectives/disentangling.py
+OBJECTIVES.register("dip_vae")(disentangling.DIPVAE)
+OBJECTIVES.register("annealed_vae")(disentangling.AnnealedVAE)

@@ -1,0 +1,98 @@
+"""DIP-VAE and AnnealedVAE (`vaejax.objectives.disentangling`) against their definitions in
+disentanglement_lib, computed independently in NumPy, and the step reaching the objective."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaejax.objectives import disentangling, training
+from vaejax.program import Program
+
+from tiny import IMAGE_SHAPE, images, tiny_config  # noqa: E402
+
+
+def test_dip_covariance_is_the_biased_covariance_of_the_means_plus_the_mean_variance():
+    rng = np.random.default_rng(0)
+    mean, var = rng.normal(size=(64, 5)), rng.uniform(0.1, 2.0, size=(64, 5))
+    np.testing.assert_allclose(disentangling.dip_covariance(jnp.asarray(mean)),
+                               np.cov(mean, rowvar=False, bias=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(disentangling.dip_covariance(jnp.asarray(mean), jnp.asarray(var)),
+                               np.cov(mean, rowvar=False, bias=True) + np.diag(var.mean(0)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dip_penalty_is_zero_at_the_identity_and_weighs_each_part():
+    assert float(disentangling.dip_penalty(jnp.eye(4), lambda_od=3.0, lambda_d=7.0)) == 0.0
+    cov = np.array([[2.0, 0.5], [0.5, 0.25]])
+    # off-diagonal: 2 * 0.5^2 = 0.5; diagonal: (2 - 1)^2 + (0.25 - 1)^2 = 1.5625
+    np.testing.assert_allclose(disentangling.dip_penalty(jnp.asarray(cov), lambda_od=3.0, lambda_d=7.0),
+                               3.0 * 0.5 + 7.0 * 1.5625, rtol=1e-6)
+
+
+def test_annealed_capacity_grows_linearly_then_holds():
+    capacity = lambda step: float(disentangling.annealed_capacity(  # noqa: E731
+        step, capacity_max=25.0, capacity_steps=100))
+    assert [capacity(s) for s in (0, 50, 100, 1000)] == [0.0, 12.5, 25.0, 25.0]
+
+
+def _setup(*overrides):
+    config = tiny_config(*overrides)
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    params = program.model.init(jax.random.key(0))
+    x = program.inputs(jax.random.key(1), jnp.asarray(images(16)))
+    elbo = training.OBJECTIVES.get("elbo")()
+    return program, params, x, elbo
+
+
+@pytest.mark.parametrize("dip_type", ["i", "ii"])
+def test_dip_vae_is_the_negative_elbo_plus_the_penalty_of_the_posterior_covariance(dip_type):
+    program, params, x, elbo = _setup("objective.kind=dip_vae", f"objective.dip_type={dip_type}")
+    key = jax.random.key(2)
+    loss, metrics = program.objective(key, x, program.model, params, lambda_od=2.0, lambda_d_factor=10.0)
+    neg_elbo, _ = elbo(key, x, program.model, params, beta=1.0)
+    q = jax.vmap(lambda x_i: program.model.posterior(params, x_i))(x)
+    mean, var = np.asarray(q.mean(), np.float64), np.asarray(q.variance(), np.float64)
+    cov = np.cov(mean, rowvar=False, bias=True) + (np.diag(var.mean(0)) if dip_type == "ii" else 0.0)
+    off = cov - np.diag(np.diag(cov))
+    penalty = 2.0 * np.sum(off ** 2) + 20.0 * np.sum((np.diag(cov) - 1.0) ** 2)
+    np.testing.assert_allclose(float(metrics["dip"]), penalty, rtol=1e-4)
+    np.testing.assert_allclose(float(loss), float(neg_elbo) + penalty, rtol=1e-5)
+
+
+def test_annealed_vae_holds_the_kl_at_the_capacity_of_the_step():
+    program, params, x, elbo = _setup("objective.kind=annealed_vae", "objective.capacity_steps=10")
+    key = jax.random.key(3)
+    _, parts = elbo(key, x, program.model, params, beta=1.0)
+    for step, capacity in ((0, 0.0), (5, 20.0), (10, 40.0), (99, 40.0)):
+        loss, metrics = program.objective(key, x, program.model, params, step=jnp.int32(step),
+                                          capacity_max=40.0, capacity_weight=1000.0)
+        assert float(metrics["capacity"]) == capacity
+        np.testing.assert_allclose(float(loss), float(parts["distortion"])
+                                   + 1000.0 * abs(float(parts["rate"]) - capacity), rtol=1e-5)
+    # |KL - C| pulls the KL towards C from either side: d loss / d C is -weight while the KL
+    # is above C and +weight once C passes it.
+    kl = float(parts["rate"])
+    for capacity, expected in ((0.0, -1000.0), (kl + 10.0, 1000.0)):
+        grad = jax.grad(lambda c: program.objective(key, x, program.model, params, step=jnp.int32(10),
+                                                    capacity_max=c, capacity_weight=1000.0)[0])
+        assert float(grad(jnp.float32(capacity))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_gives_annealed_vae_the_optimizer_step():
+    """The epoch passes each step's number: the logged capacity rises by C_max / capacity_steps
+    per step, then holds."""
+    from vaejax import loop  # noqa: PLC0415
+
+    config = tiny_config("objective.kind=annealed_vae", "objective.capacity_max=8.0",
+                         "objective.capacity_steps=4")
+    program = Program.build(config, IMAGE_SHAPE, 64)
+    hyper = jax.tree.map(lambda a: a[None], program.hyper(config))
+    fns = loop.epoch_functions(program, num_members=1)
+    state = jax.vmap(program.init_state)(hyper)
+    _, metrics = fns.epoch(state, hyper, jnp.asarray(images(64)), jnp.int32(0))
+    np.testing.assert_allclose(np.asarray(metrics["capacity"])[0, :6], [0, 2, 4, 6, 8, 8])
+
+
+def test_unknown_dip_type_is_refused():
+    with pytest.raises(ValueError, match="dip_type='iii'"):
+        disentangling.DIPVAE(dip_type="iii")

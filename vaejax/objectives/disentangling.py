@@ -1,0 +1,118 @@
+"""Objectives of the disentanglement literature beside beta-VAE and beta-TCVAE, as
+disentanglement_lib defines them (`methods/unsupervised/vae.py`), in nats per example:
+
+- DIP-VAE (Kumar et al. 2018, "Variational inference of disentangled latent concepts from
+  unlabeled observations"): the negative ELBO plus a penalty that pushes a covariance of the
+  codes towards the identity,
+
+      loss = -ELBO + lambda_od * sum_{i != j} Cov_ij^2 + lambda_d * sum_i (Cov_ii - 1)^2,
+      lambda_d = lambda_d_factor * lambda_od,
+
+  where Cov is the covariance over the batch of the encoder means mu(x) (DIP-VAE-I, their
+  eq. 6) or that plus the batch mean of the encoder's diagonal covariance, E_x[diag
+  sigma^2(x)] + Cov_x[mu(x)], the covariance of the aggregate posterior (DIP-VAE-II, eq. 7).
+  Cov_x[mu] = E[mu mu^T] - E[mu] E[mu]^T over the B examples (divided by B, not B - 1).
+- AnnealedVAE (Burgess et al. 2018, "Understanding disentangling in beta-VAE", eq. 8): the
+  KL is held at a capacity C that grows linearly from 0 to C_max over `capacity_steps`
+  training steps,
+
+      loss = reconstruction loss + capacity_weight * |KL - C(step)|,
+      C(step) = capacity_max * min(step / capacity_steps, 1).
+
+The KL is the closed form of q(z|x) against p(z) where it exists (a diagonal Gaussian against
+N(0, I), as in disentanglement_lib), the Monte Carlo estimate otherwise (`bounds.elbo`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from vaejax.objectives import bounds
+from vaejax.objectives.common import mean_over_examples, model_functions
+
+DIP_TYPES = ("i", "ii")
+
+
+def dip_covariance(mean_BxZ, variance_BxZ=None):
+    """The covariance DIP-VAE regularises, (Z, Z): Cov over the batch of the encoder means
+    (DIP-VAE-I), plus the batch mean of the encoder variances on the diagonal when
+    `variance_BxZ` is given (DIP-VAE-II)."""
+    centred_BxZ = mean_BxZ - jnp.mean(mean_BxZ, axis=0, keepdims=True)
+    covariance_ZxZ = centred_BxZ.T @ centred_BxZ / mean_BxZ.shape[0]
+    if variance_BxZ is not None:
+        covariance_ZxZ = covariance_ZxZ + jnp.diag(jnp.mean(variance_BxZ, axis=0))
+    return covariance_ZxZ
+
+
+def dip_penalty(covariance_ZxZ, *, lambda_od, lambda_d):
+    """lambda_od * (sum of the squared off-diagonal entries) + lambda_d * (sum of the squared
+    deviations of the diagonal from 1): 0 exactly when the covariance is the identity."""
+    diagonal_Z = jnp.diagonal(covariance_ZxZ)
+    off_diagonal = covariance_ZxZ - jnp.diag(diagonal_Z)
+    return lambda_od * jnp.sum(off_diagonal ** 2) + lambda_d * jnp.sum((diagonal_Z - 1.0) ** 2)
+
+
+def annealed_capacity(step, *, capacity_max, capacity_steps):
+    """C(step) = capacity_max * min(step / capacity_steps, 1), in nats (AnnealedVAE)."""
+    fraction = jnp.minimum(jnp.asarray(step, jnp.float32) / capacity_steps, 1.0)
+    return capacity_max * fraction
+
+
+def _elbo_terms(key, x_BxD, model, params, condition):
+    """(mean reconstruction, mean KL) of the batch, one reparameterized draw per example."""
+    functions = lambda c: model_functions(model, params, c)  # noqa: E731
+    _, aux = mean_over_examples(bounds.elbo, key, x_BxD, functions, condition)
+    return aux["reconstruction"], aux["kl"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DIPVAE:
+    """Minus the ELBO plus DIP-VAE's covariance penalty (see the module docstring), averaged
+    over the batch. `dip_type` "i" or "ii" (static); `lambda_od` and `lambda_d_factor` are
+    traced, so a sweep vmaps over them. The encoder must give a diagonal Gaussian (it has
+    `mean()` and `variance()`). Metrics: rate (the KL), distortion, dip (the penalty)."""
+
+    scalars = ("lambda_od", "lambda_d_factor")
+    dip_type: str = "i"
+
+    def __post_init__(self):
+        if self.dip_type not in DIP_TYPES:
+            raise ValueError(f"objective.dip_type={self.dip_type!r}: choose 'i' (the covariance "
+                             "of the encoder means) or 'ii' (of the aggregate posterior)")
+
+    def __call__(self, key, x_BxD, model, params, *, condition=None, lambda_od, lambda_d_factor):
+        reconstruction, kl = _elbo_terms(key, x_BxD, model, params, condition)
+        encode = (jax.vmap(lambda x: model.posterior(params, x)) if condition is None else
+                  jax.vmap(lambda x, c: model.posterior(params, x, c)))
+        q = encode(x_BxD) if condition is None else encode(x_BxD, condition)
+        covariance = dip_covariance(q.mean(), q.variance() if self.dip_type == "ii" else None)
+        penalty = dip_penalty(covariance, lambda_od=lambda_od, lambda_d=lambda_d_factor * lambda_od)
+        return kl - reconstruction + penalty, {"rate": kl, "distortion": -reconstruction,
+                                               "dip": penalty}
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnealedVAE:
+    """The reconstruction loss plus capacity_weight * |KL - C(step)| (see the module
+    docstring), averaged over the batch. `capacity_max` (nats) and `capacity_weight` are
+    traced, so a sweep vmaps over them; `capacity_steps` is the ramp's length in training
+    steps. Metrics: rate (the KL), distortion, capacity (C at this step)."""
+
+    scalars = ("capacity_max", "capacity_weight")
+    capacity_steps: int = 100_000
+
+    def __post_init__(self):
+        if not isinstance(self.capacity_steps, int) or self.capacity_steps < 1:
+            raise ValueError(f"objective.capacity_steps must be a positive int (training steps "
+                             f"over which the capacity grows to capacity_max), got "
+                             f"{self.capacity_steps!r}")
+
+    def __call__(self, key, x_BxD, model, params, *, condition=None, step, capacity_max,
+                 capacity_weight):
+        reconstruction, kl = _elbo_terms(key, x_BxD, model, params, condition)
+        capacity = annealed_capacity(step, capacity_max=capacity_max,
+                                     capacity_steps=self.capacity_steps)
+        loss = -reconstruction + capacity_weight * jnp.abs(kl - capacity)
+        return loss, {"rate": kl, "distortion": -reconstruction, "capacity": capacity}
