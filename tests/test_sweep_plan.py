@@ -67,3 +67,18 @@ def test_plan_groups_runs_that_differ_only_in_hyper_fields():
     assert [g.id for g in base.groups] == ["latent_dim=2", "latent_dim=4"]
     with pytest.raises(config_lib.ConfigError, match="0 <= i < n"):
         plan_lib.parse_shard("3/3")
+
+
+def test_a_sweep_finds_the_plug_ins_beside_its_file_as_train_does():
+    """The documented plug-in sweep (experiments/mixture_prior_mnist.py, a model from
+    experiments/my_models/) plans from any working directory: its runs' experiment_dir is the
+    sweep file's folder, as `vaejax train`'s is."""
+    from run_helpers import REPO  # noqa: PLC0415
+    from vaejax.program import check_new_run  # noqa: PLC0415
+
+    path = REPO / "experiments" / "mixture_prior_mnist.py"
+    plan = plan_lib.make_plan(path)
+    assert {run.config.experiment_dir for run in plan.runs} == {str(path.parent)}
+    assert plan.base_config == config_lib.load_config(path)
+    for run in plan.runs:
+        check_new_run(run.config)  # imports my_models.mixture_prior from that folder

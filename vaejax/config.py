@@ -48,7 +48,12 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> ml_c
     plug-ins beside it); `--config.experiment_dir=...` overrides it. run.json records it, so
     `vaejax reproduce` looks in the same folder.
     """
-    module = load_module(path)
+    return config_of_module(load_module(path), path, overrides)
+
+
+def config_of_module(module, path, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """`load_config` of an experiment file already loaded as `module` (a sweep file is
+    loaded once for both its `get_config()` and its `get_sweep()`)."""
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} has no get_config() function.")
     config = module.get_config()
@@ -63,7 +68,8 @@ _ADDED_FIELDS = {
                   "sampling": "mws", "dip_type": "i", "lambda_od": 1.0, "lambda_d_factor": 10.0,
                   "capacity_max": 25.0, "capacity_weight": 1000.0, "capacity_steps": 100_000},
     "eval": {"ais_steps": 0, "ais_chains": 16, "ais_num_examples": 100, "ais_batch_size": 10,
-             "gap_steps": 0, "bdmc_examples": 0},
+             "gap_steps": 0, "bdmc_examples": 0, "disentanglement": False,
+             "disentanglement_examples": 10_000},
     "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
               "tracker_project": "vaejax", "mlflow_tracking_uri": ""},
 }
@@ -241,6 +247,7 @@ RANGES = {
     "eval.ais_batch_size": Range(1, None, "examples per AIS batch"),
     "eval.gap_steps": Range(0, None, "optimizer steps of each example's q* (0 = no gap split)"),
     "eval.bdmc_examples": Range(0, None, "examples simulated from the model for BDMC (0 = none)"),
+    "eval.disentanglement_examples": Range(2, None, "images the disentanglement metrics score"),
 }
 
 

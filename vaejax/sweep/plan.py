@@ -244,10 +244,10 @@ def group_runs(runs: list[Run], base_config, *, max_group_size: int = 16) -> lis
 def make_plan(sweep_file, *, overrides: Sequence[str] = (), max_group_size: int = 16) -> Plan:
     """Expands `sweep_file` into runs (base config + `overrides` + each run's) and groups."""
     module = config_lib.load_module(sweep_file)
-    for fn in ("get_config", "get_sweep"):
-        if not hasattr(module, fn):
-            raise config_lib.ConfigError(f"{sweep_file} has no {fn}() function.")
-    base = config_lib.apply_overrides(module.get_config(), overrides)
+    if not hasattr(module, "get_sweep"):
+        raise config_lib.ConfigError(f"{sweep_file} has no get_sweep() function.")
+    # experiment_dir is the sweep file's folder, as for `vaejax train`: plug-ins beside it import
+    base = config_lib.config_of_module(module, sweep_file, overrides)
     sweep = [_resolve(run) for run in module.get_sweep()]
     if not sweep:
         raise config_lib.ConfigError(f"{sweep_file}: get_sweep() returned no runs.")
