@@ -88,4 +88,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.ais_batch_size = 10          # examples per AIS batch
     config.eval.gap_steps = 0                # the inference-gap split: steps of q* per example (0 = none)
     config.eval.bdmc_examples = 0            # BDMC on this many examples simulated from the model
+    config.eval.disentanglement = False      # MIG, SAP, DCI, modularity, BetaVAE and FactorVAE scores
+    config.eval.disentanglement_examples = 10_000  # images they score (a dataset with factors)
     return config

@@ -23,7 +23,7 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import ais_evaluation, checkpoints, figures, locking, metrics, progress, records, runs, trackers
+from vaejax import ais_evaluation, checkpoints, disentanglement_evaluation, figures, locking, metrics, progress, records, runs, trackers
 from vaejax.program import run_keys
 
 
@@ -278,13 +278,20 @@ def _member_results(m, log_px, pick, *, num_test_examples, iwae_samples, iwae_ti
 
 
 def finish_member(workdir, program, params, hyper, results, test_data, config, *, epoch=None,
-                  log=print, name=None) -> dict:
+                  log=print, name=None, grid=None) -> dict:
     """Writes one model's evaluation into its workdir: figures first, then results.json (with
     the epoch and step of the metrics it belongs to, and the names of the figures), so a run
     counts as finished (`records.evaluated`) only when both exist: a kill while the figures
-    are drawn leaves a run that the next `train --resume` or `sweep` evaluates again."""
+    are drawn leaves a run that the next `train --resume` or `sweep` evaluates again.
+
+    With `eval.disentanglement`, `grid` (`Splits.grid`, every image of the factor grid) gives
+    the images the metrics score."""
     workdir = pathlib.Path(workdir)
     results = dict(results)
+    if config.eval.get("disentanglement", False):
+        results.update(disentanglement_evaluation.evaluate(
+            program, params, grid, seed=int(hyper["seed"]),
+            num_examples=config.eval.disentanglement_examples, log=log))
     # the settings this evaluation ran with (`vaejax eval --config.eval.*` may change them
     # after training): what `vaejax reproduce` evaluates the replica with
     results["eval_settings"] = config_lib.to_dict(config.eval)
@@ -294,7 +301,8 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
         results["step"] = last["step"]
     summary = ", ".join(f"{k} {results[k]:.2f}" for k in
                         ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "test/ais_nll",
-                         "test/gap_approximation", "test/gap_amortization") if k in results)
+                         "test/gap_approximation", "test/gap_amortization", "disentanglement/mig",
+                         "disentanglement/dci_disentanglement") if k in results)
     log(f"eval: {name + ': ' if name else ''}{summary}, active units {results['active_units']}/"
         f"{results['latent_dim']} -> {workdir / records.RESULTS}")
     paths = []
@@ -334,6 +342,7 @@ def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
     if config is not None:
         config_lib.validate(config)
         ais_evaluation.check_settings(config.eval)
+        disentanglement_evaluation.check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     out = workdir / EVALS
     out.mkdir(exist_ok=True)
@@ -373,10 +382,12 @@ def evaluate_run(workdir, *, config=None, log=print) -> dict:
     if config is not None:
         config_lib.validate(config)
         ais_evaluation.check_settings(config.eval)
+        disentanglement_evaluation.check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     with locking.hold(workdir, "vaejax eval"):
         run = runs.load_run(workdir, config=config, log=log)
         results = test_metrics(run.program, run.params, run.hyper, run.splits.test,
                                run.config.eval, log=log, partial_file=partial_eval_file(workdir))
         return finish_member(workdir, run.program, run.params, run.hyper, results,
-                             run.splits.test, run.config, epoch=run.epoch, log=log)
+                             run.splits.test, run.config, epoch=run.epoch, log=log,
+                             grid=run.splits.grid)

@@ -152,5 +152,5 @@ def _evaluate(config, workdir, program, splits, state, hyper, *, start_epoch, ev
         results = evaluate.test_metrics(program, params, hyper, splits.test, config.eval, log=log,
                                         partial_file=evaluate.partial_eval_file(workdir))
         result["results"] = evaluate.finish_member(workdir, program, params, hyper, results,
-                                                   splits.test, config, log=log)
+                                                   splits.test, config, log=log, grid=splits.grid)
     return result

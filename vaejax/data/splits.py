@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from vaejax.data import batching, datasets, preprocessing, sources
+from vaejax.data import batching, datasets, grid_lookup, preprocessing, sources
 
 
 class Examples(NamedTuple):
@@ -50,6 +50,10 @@ class Splits:
     validation: Examples | None
     test: Examples
     source: str
+    # Every image of the dataset's factor grid with its factors (the union of the splits), when
+    # `eval.disentanglement` asks for it: what the disentanglement metrics score. Never a
+    # model's input (`Program.model_data` keeps it as it is).
+    grid: Examples | None = None
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -77,6 +81,14 @@ def load_splits(config, log=print) -> Splits:
         validation = (val_x, val_y, None if factors is None else factors[cut:])
     if config.data.num_train > 0:
         train = tuple(None if a is None else a[: config.data.num_train] for a in train)
+    grid = None
+    if config.eval.get("disentanglement", False):  # refused now, not after training
+        parts = [p for p in (train, validation) if p is not None] + [
+            (ds.test_images, ds.test_labels, ds.test_factors)]
+        factors = [p[2] for p in parts]
+        factors = None if any(f is None for f in factors) else np.concatenate(factors)
+        grid_lookup.GridLookup(None, factors)
+        grid = (np.concatenate([p[0] for p in parts]), None, factors)
 
     def on_device(images, labels, factors):
         labels = None if labels is None else jax.device_put(np.asarray(labels, np.int32))
@@ -88,6 +100,7 @@ def load_splits(config, log=print) -> Splits:
         validation=None if validation is None else on_device(*validation),
         test=on_device(ds.test_images, ds.test_labels, ds.test_factors),
         source=ds.source,
+        grid=None if grid is None else on_device(*grid),
     )
 
 

@@ -250,7 +250,7 @@ def _evaluate_members(group, program, params, hypers, host_state, splits, workdi
         run = group.runs[i]
         member = jax.tree.map(lambda x: jnp.asarray(x[i]), (host_state.params, hypers))
         evaluate.finish_member(workdir, program, *member, results[i], splits.test, run.config,
-                               log=log, name=run.name)
+                               log=log, name=run.name, grid=splits.grid)
 
 
 def _check_runs(groups: Sequence[Group], sweep_dir, log) -> None:

@@ -1,0 +1,95 @@
+"""`eval.disentanglement`: the metrics of a trained run on a dataset with a full factor grid,
+through the same code path as `vaejax train` / `eval` / `sweep`."""
+import json
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaejax import config as config_lib
+from vaejax import disentanglement_evaluation as de
+from vaejax.data import dsprites, load_splits
+from vaejax.data.grid_lookup import GridLookup
+from vaejax.distributions import DiagGaussian
+
+from run_helpers import REPO
+
+
+def _squares_config(*overrides):
+    return config_lib.load_config(REPO / "experiments" / "default.py", [
+        "data.name=squares", "data.num_validation=100", "model.latent_dim=4",
+        "model.hidden_sizes=(32,)", "train.epochs=1", "train.batch_size=64",
+        "eval.iwae_samples=10", "eval.figures=False", *overrides])
+
+
+def test_the_lookup_finds_each_image_by_its_factors_and_refuses_a_partial_grid():
+    splits = load_splits(_squares_config("eval.disentanglement=True"), log=lambda *_: None)
+    grid = splits.grid
+    assert grid.images.shape == (1024, 32, 32, 1)  # train, validation and test together
+    lookup = GridLookup(grid.images, grid.factors)
+    assert lookup.sizes == dsprites.SQUARES.sizes
+    f = dsprites.SQUARES.sample(np.random.default_rng(0), 50)
+    np.testing.assert_array_equal(np.asarray(lookup.images(f)) // 255, dsprites.render_squares(f))
+    with pytest.raises(ValueError, match=r"hold 1,000 of its 1,024 points"):
+        GridLookup(grid.images[:1000], grid.factors[:1000])
+
+
+def _measuring_program():
+    """A stand-in for a trained model whose posterior mean is each square's centre and side,
+    measured on its pixels (the factors, up to monotone maps), or noise that ignores them."""
+    ys, xs = jnp.mgrid[:32, :32]
+
+    def posterior(params, x):
+        image = x[..., 0]
+        area = image.sum()
+        measured = jnp.stack([(image * xs).sum() / area, (image * ys).sum() / area, jnp.sqrt(area)])
+        noise = jax.random.normal(jax.random.key(jnp.int32(image.sum() * 7 + (image * xs).sum())), (3,))
+        return DiagGaussian(jnp.where(params, measured, noise), jnp.zeros(3))
+
+    model = types.SimpleNamespace(posterior=posterior)
+    return types.SimpleNamespace(model=model, inputs=lambda key, images: images.astype(jnp.float32) / 255)
+
+
+def test_an_encoder_that_reads_the_factors_scores_high_and_noise_scores_low():
+    grid = load_splits(_squares_config("eval.disentanglement=True"), log=lambda *_: None).grid
+    program = _measuring_program()
+    good = de.evaluate(program, True, grid, seed=0, num_examples=600, log=lambda *_: None)
+    bad = de.evaluate(program, False, grid, seed=0, num_examples=600, log=lambda *_: None)
+    assert good["disentanglement/mig"] > 0.3 > bad["disentanglement/mig"]
+    assert good["disentanglement/factor_vae_eval_accuracy"] > 0.9 > bad["disentanglement/factor_vae_eval_accuracy"]
+    assert good["disentanglement/dci_disentanglement"] > bad["disentanglement/dci_disentanglement"] + 0.3
+    assert good["disentanglement/sap"] > bad["disentanglement/sap"]
+    # the same seed gives the same scores; another seed draws other images
+    again = de.evaluate(program, True, grid, seed=0, num_examples=600, log=lambda *_: None)
+    assert {k: v for k, v in again.items() if k != "disentanglement_time"} == \
+        {k: v for k, v in good.items() if k != "disentanglement_time"}
+
+
+@pytest.mark.slow
+def test_a_run_writes_its_disentanglement_metrics_to_results(tmp_path):
+    from vaejax import train  # noqa: PLC0415
+
+    config = _squares_config("eval.disentanglement=True", "eval.disentanglement_examples=200")
+    train.train(config, tmp_path / "run", log=lambda *_: None)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    names = {"mig", "sap", "dci_disentanglement", "dci_completeness", "modularity",
+             "explicitness_test", "beta_vae_eval_accuracy", "factor_vae_eval_accuracy"}
+    for name in names:
+        assert 0.0 <= results[f"disentanglement/{name}"] <= 1.0, name
+
+
+def test_settings_nothing_can_read_are_refused_before_anything_is_written(tmp_path, mnist_dir):
+    from vaejax import train  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="eval.disentanglement_examples=500 is read only with"):
+        train.train(_squares_config("eval.disentanglement_examples=500"), tmp_path / "a", log=lambda *_: None)
+    with pytest.raises(ValueError, match=r"hold 614 of its 1,024 points"):
+        train.train(_squares_config("eval.disentanglement=True", "data.num_train=412"),
+                    tmp_path / "b", log=lambda *_: None)
+    no_factors = config_lib.load_config(REPO / "experiments" / "default.py", [
+        "data.name=idx:" + str(mnist_dir), "eval.disentanglement=True"])
+    with pytest.raises(ValueError, match="needs a dataset with ground-truth factors"):
+        train.train(no_factors, tmp_path / "c", log=lambda *_: None)
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -1,0 +1,89 @@
+"""The disentanglement metrics of a trained run (`eval.disentanglement = True`), for a dataset
+with ground-truth factors that covers its whole factor grid (dsprites, squares).
+
+The representation is the posterior mean of each image (`model.posterior(params, x).mean()`),
+as in Locatello et al. (2019). Every random draw comes from `seed`, the run's seed:
+
+- MIG, SAP, DCI and modularity/explicitness score `num_examples` images drawn uniformly from
+  the grid (the first half trains the classifiers of SAP, DCI and explicitness, the second
+  half tests them; MIG and modularity use the first half, as disentanglement_lib does);
+- the BetaVAE and FactorVAE scores draw their batches with one factor held fixed from the
+  grid: `num_examples` training points and half as many evaluation points, batch 64.
+
+An image is looked up by its factor values in the union of the run's train, validation and
+test splits (together, the grid: `Splits.grid`, which `load_splits` builds and checks before
+anything is written when `eval.disentanglement` is on). Results: `disentanglement/<metric>` in results.json, all in
+[0, 1] but modularity and explicitness (also in [0, 1]) and DCI's informativeness (accuracy).
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import disentanglement as metrics
+from vaejax.data import splits as splits_lib
+from vaejax.data.grid_lookup import GridLookup
+
+BATCH = 64  # the BetaVAE and FactorVAE scores' batch, disentanglement_lib's
+
+
+DEFAULTS = {"disentanglement_examples": 10_000}
+
+
+def check_settings(eval_config) -> None:
+    """Refuses `eval.disentanglement_examples` set while `eval.disentanglement` is off."""
+    if eval_config.get("disentanglement", False):
+        return
+    unread = [f"eval.{k}={eval_config[k]!r}" for k, v in DEFAULTS.items()
+              if k in eval_config and eval_config[k] != v]
+    if unread:
+        raise ValueError(f"Refused, nothing was written: {', '.join(unread)} is read only with "
+                         "eval.disentanglement = True: set it or leave them out.")
+
+
+def encoder_means(program, params):
+    """A jitted function images (N, ...) uint8 -> posterior means (N, L) float32. The
+    preprocessing's key is fixed: for binary pixels (0 and 255) every preprocessing of the
+    data layer is deterministic."""
+    @jax.jit
+    def means(images):
+        x = program.inputs(jax.random.key(0), images)
+        return jax.vmap(lambda x_i: program.model.posterior(params, x_i).mean())(x)
+    return means
+
+
+def evaluate(program, params, grid: splits_lib.Examples, *, seed: int, num_examples: int,
+             log=print) -> dict:
+    """results.json's `disentanglement/*` fields of one model (see the module docstring)."""
+    start = time.perf_counter()
+    lookup = GridLookup(grid.images, grid.factors)
+    means = encoder_means(program, params)
+
+    def codes_of(factors):
+        out = [np.asarray(means(lookup.images(factors[i:i + 1024])))
+               for i in range(0, len(factors), 1024)]
+        return np.concatenate(out)
+
+    rng = np.random.default_rng(seed)
+    factors = np.stack([rng.integers(0, s, num_examples) for s in lookup.sizes], axis=1)
+    codes = codes_of(factors)
+    half = num_examples // 2
+    train = (codes[:half], factors[:half])
+    test = (codes[half:], factors[half:])
+    log(f"eval: disentanglement metrics on {num_examples:,} images of the {lookup.sizes} grid")
+    out = {"disentanglement/mig": metrics.mig(*train),
+           "disentanglement/sap": metrics.sap(*train, *test)}
+    out.update({f"disentanglement/dci_{k}": v for k, v in metrics.dci(*train, *test, seed=seed).items()})
+    out.update({f"disentanglement/{k}": v for k, v in
+                metrics.modularity_explicitness(*train, *test).items()})
+    scores = dict(seed=seed, batch_size=BATCH, num_train=num_examples, num_eval=half)
+    out.update({f"disentanglement/beta_vae_{k}": v for k, v in
+                metrics.beta_vae_score(codes_of, lookup.sizes, **scores).items()})
+    out.update({f"disentanglement/factor_vae_{k}": v for k, v in
+                metrics.factor_vae_score(codes_of, lookup.sizes, **scores).items()})
+    out = {k: float(v) for k, v in out.items()}
+    out["disentanglement_time"] = time.perf_counter() - start
+    return out
