@@ -93,3 +93,28 @@ def test_settings_nothing_can_read_are_refused_before_anything_is_written(tmp_pa
     with pytest.raises(ValueError, match="needs a dataset with ground-truth factors"):
         train.train(no_factors, tmp_path / "c", log=lambda *_: None)
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+@pytest.mark.slow
+def test_a_sweeps_members_are_scored_and_the_tables_show_the_scores(tmp_path):
+    """Two seeds as one vmapped group: each member's results.json has its own scores, and the
+    sweep's tables show them (results.md the headline ones, results.csv every one)."""
+    from vaejax.sweep import group as sweep_group  # noqa: PLC0415
+
+    sweep_file = tmp_path / "squares_sweep.py"
+    sweep_file.write_text(
+        "from vaejax.config import load_config\nfrom vaejax.sweep import product\n\n"
+        f"def get_config():\n    return load_config({str(REPO / 'experiments' / 'default.py')!r}, [\n"
+        "        'data.name=squares', 'data.num_validation=100', 'model.latent_dim=4',\n"
+        "        'model.hidden_sizes=(32,)', 'train.epochs=1', 'train.batch_size=64',\n"
+        "        'eval.iwae_samples=10', 'eval.figures=False', 'eval.disentanglement=True',\n"
+        "        'eval.disentanglement_examples=200'])\n\n"
+        "def get_sweep():\n    return product(seed=[0, 1])\n")
+    sweep_group.run_sweep(sweep_file, tmp_path / "sweep", log=lambda *_: None)
+    scores = [json.loads(p.read_text())["disentanglement/mig"]
+              for p in sorted((tmp_path / "sweep" / "runs").glob("*/results.json"))]
+    assert len(scores) == 2 and scores[0] != scores[1]
+    table = (tmp_path / "sweep" / "results.md").read_text()
+    assert "disentanglement/mig" in table and "disentanglement/factor_vae_eval_accuracy" in table
+    header = (tmp_path / "sweep" / "results.csv").read_text().splitlines()[0]
+    assert "disentanglement/dci_completeness" in header and "disentanglement/explicitness_test" in header

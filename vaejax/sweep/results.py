@@ -25,6 +25,20 @@ from vaejax import records
 from vaejax.sweep.plan import SWEEP_RECORD, short_names
 
 RESULT_COLUMNS = ("test/neg_elbo", "test/nll", "test/rate", "test/distortion", "active_units")
+# With eval.disentanglement, these scores join the tables (results.csv has every score).
+DISENTANGLEMENT_COLUMNS = ("disentanglement/mig", "disentanglement/dci_disentanglement",
+                           "disentanglement/sap", "disentanglement/modularity",
+                           "disentanglement/beta_vae_eval_accuracy",
+                           "disentanglement/factor_vae_eval_accuracy")
+
+
+def _result_columns(rows: list[dict], *, every_score: bool = False) -> list[str]:
+    """RESULT_COLUMNS, then the disentanglement scores some run has (all of them, or the
+    headline ones)."""
+    scores = sorted({k for row in rows for k in row if k.startswith("disentanglement/")})
+    if not every_score:
+        scores = [k for k in DISENTANGLEMENT_COLUMNS if k in scores]
+    return [*RESULT_COLUMNS, *scores]
 FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png",
            "kl_per_unit.png", "nll_by_run.png")
 
@@ -85,6 +99,7 @@ def _row(name: str, run_dir: pathlib.Path, plan: dict | None, planned: dict, log
     row = {"name": name, "latent_dim": flat.get("model.latent_dim"),
            "beta": flat.get("objective.beta"), "seed": flat.get("seed"), "_config": flat}
     row.update({key: (results or {}).get(key) for key in RESULT_COLUMNS})
+    row.update({k: v for k, v in (results or {}).items() if k.startswith("disentanglement/")})
     row["kl_per_dim"] = (results or {}).get("kl_per_dim")  # for the figures, not the table
     group = planned.get(name, {}).get("group") or info.get("group")  # the plan's names
     row.update(wall_time=_wall_time(metrics, results), status=status, group=group)
@@ -148,7 +163,7 @@ def _markdown(rows: list[dict], columns: Sequence[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _over_seeds(rows: list[dict], keys: Sequence[str]) -> list[dict]:
+def _over_seeds(rows: list[dict], keys: Sequence[str], results: Sequence[str]) -> list[dict]:
     """Mean and standard deviation over seeds of the finished runs with equal `keys`."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -159,7 +174,7 @@ def _over_seeds(rows: list[dict], keys: Sequence[str]) -> list[dict]:
     for members in groups.values():
         agg = {k: members[0].get(k) for k in keys}
         agg["seeds"] = len(members)
-        for key in RESULT_COLUMNS:
+        for key in results:
             values = [m[key] for m in members if m.get(key) is not None]
             if values:
                 agg[key] = f"{np.mean(values):.2f} ± {np.std(values):.2f}"
@@ -208,11 +223,12 @@ def report(workdir, log=print) -> list[dict]:
     if not (sweep_dir / SWEEP_RECORD).exists() and not (sweep_dir / "runs").is_dir():
         raise FileNotFoundError(f"{sweep_dir} holds no sweep (no {SWEEP_RECORD}, no runs/).")
     rows, extra = collect(sweep_dir, log=log)
-    columns = ["name", "latent_dim", "beta", "seed", *extra, *RESULT_COLUMNS, "wall_time",
-               "status", "group"]
-    _write_csv(sweep_dir / "results.csv", rows, columns)
+    columns = ["name", "latent_dim", "beta", "seed", *extra]
+    after = ["wall_time", "status", "group"]
+    _write_csv(sweep_dir / "results.csv", rows,
+               columns + _result_columns(rows, every_score=True) + after)
     summary = _summary(rows)
-    _write_markdown(sweep_dir, rows, columns, extra, summary)
+    _write_markdown(sweep_dir, rows, columns + _result_columns(rows) + after, extra, summary)
     _draw_figures([r for r in rows if r["status"] == "finished"], sweep_dir / "figures")
     log(f"sweep: {summary} -> {sweep_dir / 'results.md'}, results.csv, figures/")
     return rows
@@ -252,9 +268,10 @@ def _write_markdown(sweep_dir: pathlib.Path, rows: list[dict], columns: Sequence
             "wall_time in seconds (a group's training and evaluation time, shared by its "
             "members, which train and are evaluated together).\n"]
     keys = ["latent_dim", "beta", *extra]
-    means = _over_seeds(rows, keys)
+    results = _result_columns(rows)
+    means = _over_seeds(rows, keys, results)
     if any(m["seeds"] > 1 for m in means):
-        text += ["## Mean ± std over seeds\n", _markdown(means, [*keys, "seeds", *RESULT_COLUMNS])]
+        text += ["## Mean ± std over seeds\n", _markdown(means, [*keys, "seeds", *results])]
     text += ["## Runs\n", _markdown(rows, columns)]
     text += ["## Figures\n"] + [f"![{f}](figures/{f})\n" for f in FIGURES]
     records.atomic_write_text(sweep_dir / "results.md", "\n".join(text))
