@@ -75,6 +75,12 @@ _ADDED_FIELDS = {
 }
 
 
+def upgrade_eval_settings(settings: dict) -> dict:
+    """A results.json's `eval_settings` written by an older vaejax, with the eval settings
+    added since at the value that evaluation used (so it compares equal to today's)."""
+    return {**_ADDED_FIELDS["eval"], **settings}
+
+
 def upgrade(config: dict) -> dict:
     """A config recorded by an older vaejax, in today's layout: the top-level `likelihood`
     moved into `model` (it is part of the model since models became plug-ins), and settings

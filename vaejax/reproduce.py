@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import pathlib
 
+from vaejax import config as config_lib
 from vaejax import loop, records
 from vaejax import train as train_lib
 
 
 def _comparable(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in loop.TIMING_KEYS
-            and not k.endswith("_time")}
+    row = {k: v for k, v in row.items() if k not in loop.TIMING_KEYS and not k.endswith("_time")}
+    if isinstance(row.get("eval_settings"), dict):  # recorded before a setting was added
+        row["eval_settings"] = config_lib.upgrade_eval_settings(row["eval_settings"])
+    return row
 
 
 def _same(a, b) -> bool:
