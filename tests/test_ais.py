@@ -220,6 +220,9 @@ def test_vaejax_eval_adds_ais_and_the_gap_split_to_results(trained, tmp_path):
     results = records.read_json(copy / records.RESULTS)
     assert results["ais_num_examples"] == 20 and results["ais_steps"] == 200
     assert results["test/ais_nll"] < results["test/iwae_nll_subset"]
+    np.testing.assert_allclose(results["test/ais_gain"],
+                               results["test/iwae_nll_subset"] - results["test/ais_nll"], rtol=1e-4)
+    assert results["test/ais_gain_stderr"] > 0
     np.testing.assert_allclose(results["test/gap_inference"],
                                results["test/gap_approximation"] + results["test/gap_amortization"],
                                rtol=1e-5)

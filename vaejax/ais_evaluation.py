@@ -140,6 +140,11 @@ def results(values: np.ndarray, iwae_log_px: np.ndarray | None, *, steps, chains
            "ais_steps": steps, "ais_chains": chains, "ais_num_examples": n}
     if iwae_log_px is not None:
         out["test/iwae_nll_subset"] = float(-np.mean(iwae_log_px[:n]))
+        # paired over the same examples: how much higher AIS's log p(x) is than IWAE's
+        # (positive: AIS is the tighter lower bound), with its standard error
+        gain = log_px - iwae_log_px[:n]
+        out["test/ais_gain"] = float(np.mean(gain))
+        out["test/ais_gain_stderr"] = float(np.std(gain) / np.sqrt(n))
     if gap_steps:
         elbo_encoder, elbo_local = values[1], values[2]
         out |= {"test/gap_inference": float(np.mean(log_px - elbo_encoder)),
