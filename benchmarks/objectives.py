@@ -44,6 +44,9 @@ OBJECTIVES = {
     "tcvae (mws)": (["objective.kind=tcvae", "objective.num_samples=1"], "elbo (reparam)"),
     "tcvae (mss)": (["objective.kind=tcvae", "objective.num_samples=1", "objective.sampling=mss"],
                     "elbo (reparam)"),
+    "dip_vae (ii)": (["objective.kind=dip_vae", "objective.num_samples=1", "objective.dip_type=ii",
+                      "objective.lambda_d_factor=1.0"], "elbo (reparam)"),
+    "annealed_vae": (["objective.kind=annealed_vae", "objective.num_samples=1"], "elbo (reparam)"),
 }
 
 

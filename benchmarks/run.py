@@ -16,7 +16,8 @@ below a new dated section):
     (benchmarks/objectives.py);
   - the step time of every model family against the MLP VAE, and its IWAE evaluation cost
     (benchmarks/model_families.py);
-  - the MLP epoch with the in-epoch progress callback against without (benchmarks/progress.py).
+  - the MLP epoch with the in-epoch progress callback against without (benchmarks/progress.py);
+  - each disentanglement metric's cost on 10,000 codes (benchmarks/disentanglement_metrics.py).
 
     python benchmarks/run.py [--out benchmarks/RESULTS.md] [--quick]
 """
@@ -48,6 +49,7 @@ from vaejax.data import load_splits  # noqa: E402
 from vaejax.program import Program, run_keys  # noqa: E402
 
 import bench_sweep  # noqa: E402
+import disentanglement_metrics as metrics_bench  # noqa: E402
 import model_families as families_bench  # noqa: E402
 import objectives as objectives_bench  # noqa: E402
 import epoch_profile  # noqa: E402
@@ -225,6 +227,9 @@ def main():
     log("in-epoch progress callback against none (benchmarks/progress.py)")
     progress_table = progress_bench.table(rounds=3 if args.quick else 15, log=log)
 
+    log("each disentanglement metric on 10,000 codes (benchmarks/disentanglement_metrics.py)")
+    metrics_table = metrics_bench.table(log=log)
+
     conv_epoch_full = conv["epoch_time"] * (50_000 / conv_train)
     rows = [
         ("MLP VAE epoch (784-400-20, batch 128, 50,000 images, 390 steps)",
@@ -260,7 +265,8 @@ def main():
              f"Matrix-multiply rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048^3, best of 10).", "",
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
-    lines += ["", sweep_table, "", objectives_table, "", families_table, "", progress_table]
+    lines += ["", sweep_table, "", objectives_table, "", families_table, "", progress_table, "",
+              metrics_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
     out = pathlib.Path(args.out)
