@@ -193,6 +193,12 @@ def read_record(path) -> Record:
         train=_read(path / TRAIN, TRAIN_FIELDS))
 
 
+def hardware_of(records: dict[str, Record]) -> str:
+    """The machines `records` ran on, as a page states them: "CPU (N cores)", joined by "; "."""
+    return "; ".join(sorted({f"{r.run['hardware']['cpu']} ({r.run['hardware']['cores']} cores)"
+                             for r in records.values()}))
+
+
 def read_records(study) -> dict[str, Record]:
     """Every record of a study, by row name (sorted)."""
     folder = pathlib.Path(study) / RECORDS

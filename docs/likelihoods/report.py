@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pathlib
 
+from vaejax import published
+
 # row -> the model, as the Burda study names it
 ROWS = {"vae_k1": "VAE (k=1), one layer", "iwae_k5": "IWAE (k=5), one layer"}
 
@@ -70,12 +72,10 @@ def render(records, out_dir) -> dict[str, str]:
         raise ValueError(f"docs/likelihoods: the rows were evaluated with different settings "
                          f"{sorted(settings)}; evaluate them alike")
     n, steps, chains, gap_steps, bdmc = settings.pop() if settings else (0, 0, 0, 0, 0)
-    hardware = sorted({f"{r.run['hardware']['cpu']} ({r.run['hardware']['cores']} cores)"
-                       for r in records.values()})
     table += ["", f"N = {n} (the first test images), AIS with {steps} steps × {chains} chains "
               f"started at q(z|x); q* by {gap_steps} Adam steps per image; BDMC on {bdmc} "
               "images simulated from each model. Nats per example; the gaps are means over the "
-              "N images. Evaluated on " + "; ".join(hardware) + "."]
+              "N images. Evaluated on " + published.hardware_of(records) + "."]
     block = "\n".join(table) + "\n"
     lines = ["# Likelihoods beyond IWAE: the Burda et al. rows\n",
              "Every NLL of the Burda study is an IWAE K=5000 bound. Here the same trained models "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pathlib
 
+from vaejax import published
+
 # row -> (objective, the paper's test NLL in nats; experiments/rainforth2018.py says where from)
 ROWS = {"iwae": ("IWAE, K = 64", None), "miwae": ("MIWAE(8, 8)", 84.97),
         "piwae": ("PIWAE(8, 8)", 84.46), "ciwae": ("CIWAE(β = 0.05), K = 64", 84.57)}
@@ -32,10 +34,9 @@ def render(records, out_dir) -> dict[str, str]:
                      f"{res['test/nll_stderr']:.2f} | {'' if reference is None else f'{reference:.2f}'} | "
                      f"{res['test/neg_elbo']:.2f} | {res['active_units']}/{res['latent_dim']} | "
                      f"{record.train['median_epoch_seconds']:.1f} |")
-    hardware = sorted({f"{r.run['hardware']['cpu']} ({r.run['hardware']['cores']} cores)"
-                       for r in records.values()})
     table += ["", "Command: `vaejax sweep experiments/rainforth2018.py` (each row is its point of "
-              "the sweep). Trained on " + "; ".join(hardware) + ", the cores shared with other runs."]
+              "the sweep). Trained on " + published.hardware_of(records)
+              + ", the cores shared with other runs."]
     block = "\n".join(table) + "\n"
     lines = ["# Rainforth et al. 2018, MNIST\n",
              "Test NLL: IWAE K=5000 on all 10,000 test images, ± its standard error over images. "
