@@ -108,6 +108,19 @@ def test_a_record_of_another_run_is_not_overwritten(scratch, tmp_path, mnist_dir
     assert (scratch / "docs/toy/records/small/run.json").read_text() == before
 
 
+def test_a_row_the_report_does_not_know_is_refused(tmp_path):
+    """A study's report names its rows (KNOWN_ROWS): a record of any other row is refused before
+    the page is written, naming it, so a stray record never silently drops out of a page."""
+    study = tmp_path / "rainforth2018"
+    shutil.copytree(REPO / "docs" / "rainforth2018", study)
+    report = study / "report.py"
+    report.write_text(report.read_text().replace("KNOWN_ROWS = tuple(ROWS)",
+                                                 'KNOWN_ROWS = ("iwae", "miwae", "piwae")'))
+    with pytest.raises(published.RecordError, match=r"rows \['ciwae'\] are not among"):
+        published.render(study, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "results.md").exists()
+
+
 def test_changing_iwae_mnist_batch_size_fails_every_study_built_on_it(tmp_path):
     """The issue's acceptance, in a scratch copy of the repository's studies."""
     root = tmp_path / "clone"

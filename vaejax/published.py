@@ -2,7 +2,8 @@
 
 A study is a folder `docs/<study>/` holding
 
-    report.py             render(records, out_dir) -> README blocks: writes results.md and figures
+    report.py             render(records, out_dir) -> README blocks: writes results.md and figures;
+                          KNOWN_ROWS, the row names it knows (optional: another row is refused)
     records/<row>/        one per reported run, copied from its workdir by `vaejax record`:
         command.json      {"experiment": "experiments/x.py", "overrides": ["a.b=v", ...], "argv": [...]}
         run.json          the workdir's: resolved config, seed, versions, commit, hardware
@@ -193,10 +194,29 @@ def read_record(path) -> Record:
         train=_read(path / TRAIN, TRAIN_FIELDS))
 
 
+# -- what every study page writes the same way ---------------------------------------------
+
+def hardware_name(hardware: dict) -> str:
+    """A run.json's hardware as a page states it: "CPU (N cores)", or "(N cores, M used)"."""
+    used = hardware.get("cores_used")
+    return f"{hardware['cpu']} ({hardware['cores']} cores" + (f", {used} used)" if used else ")")
+
+
 def hardware_of(records: dict[str, Record]) -> str:
-    """The machines `records` ran on, as a page states them: "CPU (N cores)", joined by "; "."""
-    return "; ".join(sorted({f"{r.run['hardware']['cpu']} ({r.run['hardware']['cores']} cores)"
-                             for r in records.values()}))
+    """The machines `records` were trained on (`hardware_name`), joined by "; "."""
+    return "; ".join(sorted({hardware_name(r.run["hardware"]) for r in records.values()}))
+
+
+def nll_cell(results: dict) -> str:
+    """'85.65 ± 0.22': a results.json's (or curve point's) test NLL ± its standard error."""
+    return f"{results['test/nll']:.2f} ± {results['test/nll_stderr']:.2f}"
+
+
+def active_units_cell(results: dict) -> str:
+    """'109/150 (z1 100, z2 9)': active units in all, and per latent variable when several."""
+    by = results.get("active_units_by_variable") or {}
+    per = f" ({', '.join(f'{k} {v}' for k, v in by.items())})" if len(by) > 1 else ""
+    return f"{results['active_units']}/{results['latent_dim']}{per}"
 
 
 def read_records(study) -> dict[str, Record]:
@@ -241,7 +261,14 @@ def render(study, out_dir=None) -> tuple[list[pathlib.Path], dict[str, str]]:
     study = pathlib.Path(study)
     out_dir = study if out_dir is None else pathlib.Path(out_dir)
     before = {p: p.stat().st_mtime_ns for p in out_dir.rglob("*") if p.is_file()}
-    blocks = _load_report(study).render(read_records(study), out_dir) or {}
+    report = _load_report(study)
+    records = read_records(study)
+    unknown = sorted(set(records) - set(getattr(report, "KNOWN_ROWS", records)))
+    if unknown:
+        raise RecordError(f"{study / RECORDS}: rows {unknown} are not among the rows that "
+                          f"{study / 'report.py'} knows (KNOWN_ROWS): add them there or remove "
+                          "their records")
+    blocks = report.render(records, out_dir) or {}
     written = sorted(p.relative_to(out_dir) for p in out_dir.rglob("*") if p.is_file()
                      and RECORDS not in p.relative_to(out_dir).parts
                      and before.get(p) != p.stat().st_mtime_ns)

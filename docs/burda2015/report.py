@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from vaejax import plots
+from vaejax import plots, published
 
 SOURCE = ("Burda, Grosse & Salakhutdinov 2015, *Importance Weighted Autoencoders*, table 1 "
           "(MNIST, 3280 epochs, test NLL with k=5000)")
@@ -32,6 +32,7 @@ CURVE = {"iwae_samples": 5000, "num_test_examples": 10_000}
 # experiments/iwae_two_layer.py --config.train.epochs=160`), each row a record.
 SEED_EPOCHS = 160
 SEED_ROWS = {f"two_layer_vae_k1_e{SEED_EPOCHS}_seed{s}": s for s in (0, 1, 2)}
+KNOWN_ROWS = (*ROWS, *SEED_ROWS)
 
 
 def _row(name, record) -> dict:
@@ -39,7 +40,6 @@ def _row(name, record) -> dict:
     config = record.config
     curve = record.curve(**CURVE)
     last = curve[-1] if curve else None
-    hardware = record.run["hardware"]
     return {
         "name": name, "label": label, "paper": paper, "curve": curve, "last": last,
         "finished": record.results is not None,
@@ -47,13 +47,8 @@ def _row(name, record) -> dict:
         "experiment": record.command["experiment"], "overrides": record.command["overrides"],
         "epochs": record.train["epochs"], "train_h": record.train["train_seconds"] / 3600,
         "epoch_s": record.train["median_epoch_seconds"], "train_curve": record.train["curve"],
-        "hardware": f"{hardware['cpu']} ({hardware['cores']} cores"
-                    + (f", {hardware['cores_used']} used)" if hardware.get("cores_used") else ")"),
+        "hardware": published.hardware_name(record.run["hardware"]),
     }
-
-
-def _nll(point) -> str:
-    return f"{point['test/nll']:.2f} ± {point['test/nll_stderr']:.2f}"
 
 
 def _table(rows) -> list[str]:
@@ -68,16 +63,10 @@ def _table(rows) -> list[str]:
             continue
         lines.append(
             f"| {row['label']} | {row['epochs']} ({row['planned']}) | {last['epoch']} | "
-            f"{_nll(last)} | {row['paper']:.2f} | {last['test/nll'] - row['paper']:+.2f} | "
-            f"{last['test/neg_elbo']:.2f} | {_active(last)} |")
+            f"{published.nll_cell(last)} | {row['paper']:.2f} | "
+            f"{last['test/nll'] - row['paper']:+.2f} | "
+            f"{last['test/neg_elbo']:.2f} | {published.active_units_cell(last)} |")
     return lines
-
-
-def _active(point) -> str:
-    """'109/150 (z1 100, z2 9)': active units in all, and per latent variable when several."""
-    by = point.get("active_units_by_variable") or {}
-    per = f" ({', '.join(f'{k} {v}' for k, v in by.items())})" if len(by) > 1 else ""
-    return f"{point['active_units']}/{point['latent_dim']}{per}"
 
 
 def _curve_table(rows) -> list[str]:
@@ -112,7 +101,7 @@ def _observations(rows) -> list[str]:
             out.append(f"- epoch {p['epoch']}, {iwae['label']} against the VAE: test NLL "
                        f"{p['test/nll']:.2f} vs {q['test/nll']:.2f}, test −ELBO "
                        f"{p['test/neg_elbo']:.2f} vs {q['test/neg_elbo']:.2f}, active units "
-                       f"{_active(p)} vs {_active(q)}: "
+                       f"{published.active_units_cell(p)} vs {published.active_units_cell(q)}: "
                        + ", ".join(f"{what} {'holds' if ok else 'does not hold'}" for what, ok in
                                    zip(("better NLL", "worse ELBO", "more active units"), holds)))
     return out
@@ -128,8 +117,8 @@ def _seed_table(records, rows) -> list[str]:
     lines = [f"| two layers, VAE (k=1), epoch {SEED_EPOCHS} | test NLL, k=5000 | test −ELBO | "
              "active units |", "|---|---:|---:|---:|"]
     for seed, res in seeds:
-        lines.append(f"| seed {seed} (one vmapped group) | {_nll(res)} | {res['test/neg_elbo']:.2f} "
-                     f"| {_active(res)} |")
+        lines.append(f"| seed {seed} (one vmapped group) | {published.nll_cell(res)} | "
+                     f"{res['test/neg_elbo']:.2f} | {published.active_units_cell(res)} |")
     nll = np.array([res["test/nll"] for _, res in seeds])
     if len(nll) > 1:
         lines.append(f"| mean ± sd over {len(nll)} seeds | {nll.mean():.2f} ± {nll.std(ddof=1):.2f} "
@@ -142,17 +131,14 @@ def _seed_table(records, rows) -> list[str]:
     full = next((row for row in rows if row["name"] == "two_layer_vae_k1"), None)
     at = next((p for p in full["curve"] if p["epoch"] == SEED_EPOCHS), None) if full else None
     if at is not None:
-        lines.append(f"| seed 0, the full-budget run's checkpoint | {_nll(at)} | "
-                     f"{at['test/neg_elbo']:.2f} | {_active(at)} |")
+        lines.append(f"| seed 0, the full-budget run's checkpoint | {published.nll_cell(at)} | "
+                     f"{at['test/neg_elbo']:.2f} | {published.active_units_cell(at)} |")
     return lines + ["", caption]
 
 
 def render(records, out_dir) -> dict[str, str]:
     out_dir = pathlib.Path(out_dir)
     rows = [_row(name, records[name]) for name in ROWS if name in records]
-    unknown = sorted(set(records) - set(ROWS) - set(SEED_ROWS))
-    if unknown:
-        raise ValueError(f"docs/burda2015/records has rows the page does not know: {unknown}")
     commands = [f"- {row['label']}: `vaejax train --config {row['experiment']} "
                 + " ".join(f"--config.{o}" for o in row["overrides"])
                 + f"` ({row['batch']} per batch; trained on {row['hardware']}, {row['train_h']:.1f} h"

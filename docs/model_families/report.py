@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pathlib
 
+from vaejax import published
+
 # row -> (the model, its paper)
 ROWS = {
     "iwae_mnist": ("one-layer VAE, 784-200-200-50 tanh", "Burda et al. 2015"),
@@ -24,16 +26,7 @@ ROWS = {
     "iaf": ("IAF posterior", "Kingma et al. 2016"),
 }
 CONDITIONAL = {"cvae": ("conditional VAE, 784-500-500-20, on the digit", "Sohn et al. 2015")}
-
-
-def _nll(res) -> str:
-    return f"{res['test/nll']:.2f} ± {res['test/nll_stderr']:.2f}"
-
-
-def _active(res) -> str:
-    by = res.get("active_units_by_variable") or {}
-    per = f" ({', '.join(f'{k} {v}' for k, v in by.items())})" if len(by) > 1 else ""
-    return f"{res['active_units']}/{res['latent_dim']}{per}"
+KNOWN_ROWS = (*ROWS, *CONDITIONAL)
 
 
 def _command(record) -> str:
@@ -49,25 +42,18 @@ def _table(records, rows, nll_label) -> list[str]:
         if record is None or record.results is None:
             continue
         res = record.results
-        lines.append(f"| {model} (`{name}`) | {paper} | {record.train['epochs']} | {_nll(res)} | "
-                     f"{res['test/neg_elbo']:.2f} | {_active(res)} | "
+        lines.append(f"| {model} (`{name}`) | {paper} | {record.train['epochs']} | "
+                     f"{published.nll_cell(res)} | "
+                     f"{res['test/neg_elbo']:.2f} | {published.active_units_cell(res)} | "
                      f"{record.train['median_epoch_seconds']:.1f} |")
     return lines
 
 
-def _hardware(hardware) -> str:
-    used = hardware.get("cores_used")
-    return f"{hardware['cpu']} ({hardware['cores']} cores" + (f", {used} used)" if used else ")")
-
-
 def render(records, out_dir) -> dict[str, str]:
     out_dir = pathlib.Path(out_dir)
-    unknown = sorted(set(records) - set(ROWS) - set(CONDITIONAL))
-    if unknown:
-        raise ValueError(f"docs/model_families/records has rows the page does not know: {unknown}")
     families = _table(records, ROWS, "test NLL, K=5000, 2,000 images")
     conditional = _table(records, CONDITIONAL, "test −log p(x\\|y), K=5000, 10,000 images")
-    hardware = sorted({_hardware(r.run["hardware"]) for r in records.values()})
+    hardware = published.hardware_of(records)
     lines = ["# Model families\n",
              "Each family from its own experiment file, trained with the same data (dynamically "
              "binarized MNIST, 50,000 training images), objective (ELBO), optimizer (Adam 1e-3, "
@@ -82,7 +68,7 @@ def render(records, out_dir) -> dict[str, str]:
              "The commands:", ""]
     lines += [f"- `{name}`: `{_command(records[name])}`" for name in (*ROWS, *CONDITIONAL)
               if name in records]
-    lines += ["", (f"Trained on {'; '.join(hardware)}. The runs shared the machine's cores with "
+    lines += ["", (f"Trained on {hardware}. The runs shared the machine's cores with "
                    "other work, so their seconds per epoch are an upper bound and compare "
                    "poorly across rows (`make bench` times the families on an idle machine).")
               if hardware else "", ""]
