@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import config as config_lib
 from vaejax import objectives
 from vaejax.ais import ais_log_prob, bdmc
 from vaejax.inference_gap import optimize_local_posterior
@@ -106,14 +107,8 @@ def bdmc_results(bounds: np.ndarray) -> dict:
 def check_settings(eval_config) -> None:
     """Refuses AIS settings that nothing reads: any of them set away from its default while
     `eval.ais_steps` is 0 (the gap split needs AIS's log p(x) too)."""
-    if eval_config.get("ais_steps", 0) > 0:
-        return
-    unread = [f"eval.{k}={eval_config[k]!r}" for k, v in DEFAULTS.items()
-              if k in eval_config and eval_config[k] != v]
-    if unread:
-        raise ValueError(f"Refused, nothing was written: {', '.join(unread)} is read only with "
-                         "eval.ais_steps > 0 (AIS; the gap split uses its log p(x)): set "
-                         "eval.ais_steps or leave them out.")
+    config_lib.refuse_unread(eval_config, DEFAULTS, read=eval_config.get("ais_steps", 0) > 0,
+                             only_with="eval.ais_steps > 0 (AIS; the gap split uses its log p(x))")
 
 
 def check_model(model, params, data_shape, gap_steps: int) -> None:

@@ -257,6 +257,19 @@ RANGES = {
 }
 
 
+def refuse_unread(eval_config, settings: dict, *, read: bool, only_with: str) -> None:
+    """Refuses `eval.<name>` settings that nothing reads: with `read` False (the switch that
+    reads them is off), any of `settings` ({name: default}) set away from its default.
+    `only_with` names that switch in the message."""
+    if read:
+        return
+    unread = [f"eval.{k}={eval_config[k]!r}" for k, v in settings.items()
+              if k in eval_config and eval_config[k] != v]
+    if unread:
+        raise ValueError(f"Refused, nothing was written: {', '.join(unread)} is read only with "
+                         f"{only_with}: set it or leave them out.")
+
+
 def validate(config) -> None:
     """Checks every numeric setting against `RANGES` (every float must be finite) before
     anything is written. Raises one `ConfigError` listing every bad setting. A model's sizes

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaejax import config as config_lib
 from vaejax import disentanglement as metrics
-from vaejax.data import splits as splits_lib
 from vaejax.data.grid_lookup import GridLookup
 
 BATCH = 64  # the BetaVAE and FactorVAE scores' batch, disentanglement_lib's
@@ -35,35 +35,30 @@ DEFAULTS = {"disentanglement_examples": 10_000}
 
 def check_settings(eval_config) -> None:
     """Refuses `eval.disentanglement_examples` set while `eval.disentanglement` is off."""
-    if eval_config.get("disentanglement", False):
-        return
-    unread = [f"eval.{k}={eval_config[k]!r}" for k, v in DEFAULTS.items()
-              if k in eval_config and eval_config[k] != v]
-    if unread:
-        raise ValueError(f"Refused, nothing was written: {', '.join(unread)} is read only with "
-                         "eval.disentanglement = True: set it or leave them out.")
+    config_lib.refuse_unread(eval_config, DEFAULTS, read=eval_config.get("disentanglement", False),
+                             only_with="eval.disentanglement = True")
 
 
-def encoder_means(program, params):
-    """A jitted function images (N, ...) uint8 -> posterior means (N, L) float32. The
-    preprocessing's key is fixed: for binary pixels (0 and 255) every preprocessing of the
-    data layer is deterministic."""
+def encoder_means(program):
+    """A jitted function (params, images (N, ...) uint8) -> posterior means (N, L) float32.
+    The preprocessing's key is fixed: for binary pixels (0 and 255) every preprocessing of
+    the data layer is deterministic."""
     @jax.jit
-    def means(images):
+    def means(params, images):
         x = program.inputs(jax.random.key(0), images)
         return jax.vmap(lambda x_i: program.model.posterior(params, x_i).mean())(x)
     return means
 
 
-def evaluate(program, params, grid: splits_lib.Examples, *, seed: int, num_examples: int,
+def evaluate(program, params, lookup: GridLookup, *, seed: int, num_examples: int,
              log=print) -> dict:
-    """results.json's `disentanglement/*` fields of one model (see the module docstring)."""
+    """results.json's `disentanglement/*` fields of one model (see the module docstring);
+    `lookup` is the run's `Splits.grid`."""
     start = time.perf_counter()
-    lookup = GridLookup(grid.images, grid.factors)
-    means = encoder_means(program, params)
+    means = encoder_means(program)
 
     def codes_of(factors):
-        out = [np.asarray(means(lookup.images(factors[i:i + 1024])))
+        out = [np.asarray(means(params, lookup.images(factors[i:i + 1024])))
                for i in range(0, len(factors), 1024)]
         return np.concatenate(out)
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import ais_evaluation, checkpoints, disentanglement_evaluation, figures, locking, metrics, progress, records, runs, trackers
+from vaejax import (ais_evaluation, checkpoints, disentanglement_evaluation, figures, locking,
+                    metrics, progress, records, runs, trackers)
 from vaejax.program import run_keys
 
 
@@ -277,6 +278,13 @@ def _member_results(m, log_px, pick, *, num_test_examples, iwae_samples, iwae_ti
     return results
 
 
+def check_settings(eval_config) -> None:
+    """Refuses evaluation settings that nothing reads (AIS's without AIS, the disentanglement
+    metrics' without them), before anything is written."""
+    ais_evaluation.check_settings(eval_config)
+    disentanglement_evaluation.check_settings(eval_config)
+
+
 def finish_member(workdir, program, params, hyper, results, test_data, config, *, epoch=None,
                   log=print, name=None, grid=None) -> dict:
     """Writes one model's evaluation into its workdir: figures first, then results.json (with
@@ -341,8 +349,7 @@ def evaluate_checkpoint(workdir, epoch: int, *, config=None, log=print) -> dict:
     workdir = pathlib.Path(workdir)
     if config is not None:
         config_lib.validate(config)
-        ais_evaluation.check_settings(config.eval)
-        disentanglement_evaluation.check_settings(config.eval)
+        check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     out = workdir / EVALS
     out.mkdir(exist_ok=True)
@@ -381,8 +388,7 @@ def evaluate_run(workdir, *, config=None, log=print) -> dict:
     settings when given); writes results.json and the figures."""
     if config is not None:
         config_lib.validate(config)
-        ais_evaluation.check_settings(config.eval)
-        disentanglement_evaluation.check_settings(config.eval)
+        check_settings(config.eval)
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run
     with locking.hold(workdir, "vaejax eval"):
         run = runs.load_run(workdir, config=config, log=log)

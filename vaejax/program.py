@@ -107,10 +107,9 @@ def check_new_run(config) -> None:
         "optimizer", opt, [(optimizers.OPTIMIZERS, opt.name), (optimizers.LR_SCHEDULES, opt.schedule)],
         always=optimizers.PROGRAM_SETTINGS, search_path=where)
     trackers.check(config)
-    from vaejax import ais_evaluation, disentanglement_evaluation  # noqa: PLC0415  (they import metrics, which imports us)
+    from vaejax import evaluate  # noqa: PLC0415  (it imports metrics, which imports us)
 
-    ais_evaluation.check_settings(config.eval)
-    disentanglement_evaluation.check_settings(config.eval)
+    evaluate.check_settings(config.eval)
 
 
 def model_conditioning(model, objective, config) -> str | None:

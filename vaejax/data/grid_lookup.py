@@ -10,8 +10,9 @@ import numpy as np
 class GridLookup:
     """`images(factors [N, F]) -> [N, ...]`, the images of those factor values.
 
-    `images`, `factors` [M, F]: every point of the factor grid once, in any order (for a run,
-    the union of its splits). The grid's sizes are the factors' maxima + 1."""
+    `images` (M, ...) on a device, `factors` [M, F]: every point of the factor grid once, in
+    any order (for a run, the union of its splits). The grid's sizes are the factors'
+    maxima + 1. Refuses, naming what is missing, factors that are None or not a full grid."""
 
     def __init__(self, images, factors):
         if factors is None:
@@ -34,4 +35,4 @@ class GridLookup:
 
     def images(self, factors) -> jax.Array:
         index = self.position[np.ravel_multi_index(np.asarray(factors).T, self.sizes)]
-        return jnp.take(jnp.asarray(self._images), jnp.asarray(index), axis=0)
+        return jnp.take(self._images, jnp.asarray(index), axis=0)

@@ -50,10 +50,10 @@ class Splits:
     validation: Examples | None
     test: Examples
     source: str
-    # Every image of the dataset's factor grid with its factors (the union of the splits), when
+    # Every image of the dataset's factor grid by its factors (the union of the splits), when
     # `eval.disentanglement` asks for it: what the disentanglement metrics score. Never a
     # model's input (`Program.model_data` keeps it as it is).
-    grid: Examples | None = None
+    grid: grid_lookup.GridLookup | None = None
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -86,9 +86,9 @@ def load_splits(config, log=print) -> Splits:
         parts = [p for p in (train, validation) if p is not None] + [
             (ds.test_images, ds.test_labels, ds.test_factors)]
         factors = [p[2] for p in parts]
-        factors = None if any(f is None for f in factors) else np.concatenate(factors)
-        grid_lookup.GridLookup(None, factors)
-        grid = (np.concatenate([p[0] for p in parts]), None, factors)
+        grid = grid_lookup.GridLookup(
+            batching.to_device(np.concatenate([p[0] for p in parts])),
+            None if any(f is None for f in factors) else np.concatenate(factors))
 
     def on_device(images, labels, factors):
         labels = None if labels is None else jax.device_put(np.asarray(labels, np.int32))
@@ -100,7 +100,7 @@ def load_splits(config, log=print) -> Splits:
         validation=None if validation is None else on_device(*validation),
         test=on_device(ds.test_images, ds.test_labels, ds.test_factors),
         source=ds.source,
-        grid=None if grid is None else on_device(*grid),
+        grid=grid,
     )
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from vaejax.objectives import bounds
-from vaejax.objectives.common import mean_over_examples, model_functions
+from vaejax.objectives.common import model_functions
 
 DIP_TYPES = ("i", "ii")
 
@@ -61,10 +61,18 @@ def annealed_capacity(step, *, capacity_max, capacity_steps):
 
 
 def _elbo_terms(key, x_BxD, model, params, condition):
-    """(mean reconstruction, mean KL) of the batch, one reparameterized draw per example."""
-    functions = lambda c: model_functions(model, params, c)  # noqa: E731
-    _, aux = mean_over_examples(bounds.elbo, key, x_BxD, functions, condition)
-    return aux["reconstruction"], aux["kl"]
+    """The batch's mean reconstruction and mean KL (one reparameterized draw per example, the
+    keys of `mean_over_examples`), and q(z|x) of every example: (mean (B, Z), variance (B, Z)).
+    The encoder runs once per example."""
+    def one(k, x, c):
+        encode, decode, prior = model_functions(model, params, c)
+        q = encode(x)
+        _, aux = bounds.elbo(k, x, lambda _: q, decode, prior=prior)
+        return aux["reconstruction"], aux["kl"], q.mean(), q.variance()
+
+    keys = jax.random.split(key, x_BxD.shape[0])
+    reconstruction_B, kl_B, mean_BxZ, variance_BxZ = jax.vmap(one)(keys, x_BxD, condition)
+    return jnp.mean(reconstruction_B), jnp.mean(kl_B), mean_BxZ, variance_BxZ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +91,8 @@ class DIPVAE:
                              "of the encoder means) or 'ii' (of the aggregate posterior)")
 
     def __call__(self, key, x_BxD, model, params, *, condition=None, lambda_od, lambda_d_factor):
-        reconstruction, kl = _elbo_terms(key, x_BxD, model, params, condition)
-        encode = (jax.vmap(lambda x: model.posterior(params, x)) if condition is None else
-                  jax.vmap(lambda x, c: model.posterior(params, x, c)))
-        q = encode(x_BxD) if condition is None else encode(x_BxD, condition)
-        covariance = dip_covariance(q.mean(), q.variance() if self.dip_type == "ii" else None)
+        reconstruction, kl, mean, variance = _elbo_terms(key, x_BxD, model, params, condition)
+        covariance = dip_covariance(mean, variance if self.dip_type == "ii" else None)
         penalty = dip_penalty(covariance, lambda_od=lambda_od, lambda_d=lambda_d_factor * lambda_od)
         return kl - reconstruction + penalty, {"rate": kl, "distortion": -reconstruction,
                                                "dip": penalty}
@@ -111,7 +116,7 @@ class AnnealedVAE:
 
     def __call__(self, key, x_BxD, model, params, *, condition=None, step, capacity_max,
                  capacity_weight):
-        reconstruction, kl = _elbo_terms(key, x_BxD, model, params, condition)
+        reconstruction, kl, _, _ = _elbo_terms(key, x_BxD, model, params, condition)
         capacity = annealed_capacity(step, capacity_max=capacity_max,
                                      capacity_steps=self.capacity_steps)
         loss = -reconstruction + capacity_weight * jnp.abs(kl - capacity)

@@ -30,6 +30,8 @@ DISENTANGLEMENT_COLUMNS = ("disentanglement/mig", "disentanglement/dci_disentang
                            "disentanglement/sap", "disentanglement/modularity",
                            "disentanglement/beta_vae_eval_accuracy",
                            "disentanglement/factor_vae_eval_accuracy")
+FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png",
+           "kl_per_unit.png", "nll_by_run.png")
 
 
 def _result_columns(rows: list[dict], *, every_score: bool = False) -> list[str]:
@@ -39,8 +41,6 @@ def _result_columns(rows: list[dict], *, every_score: bool = False) -> list[str]
     if not every_score:
         scores = [k for k in DISENTANGLEMENT_COLUMNS if k in scores]
     return [*RESULT_COLUMNS, *scores]
-FIGURES = ("rate_distortion.png", "nll_vs_latent_dim.png", "active_units_vs_beta.png",
-           "kl_per_unit.png", "nll_by_run.png")
 
 
 def _wall_time(metrics: list[dict], results: dict | None) -> float | None:
