@@ -94,7 +94,7 @@ def test_bad_inputs_raise_readable_errors():
         vae.likelihood(params, jnp.zeros((8, 3)))
     with pytest.raises(ValueError, match="divisible by 4"):
         models.build(dict(kind="conv", latent_dim=2), (30, 30, 1))
-    with pytest.raises(ValueError, match="Unknown model.kind 'rnn'.*'conditional', 'conv', 'iaf', 'mlp', 'two_layer', 'vampprior'.*module:attribute"):
+    with pytest.raises(ValueError, match="Unknown model.kind 'rnn'.*'conditional', 'conv', 'hierarchical', 'iaf', 'ladder', 'mlp', 'two_layer', 'vampprior'.*module:attribute"):
         models.build(dict(kind="rnn", latent_dim=2), (28, 28, 1))
     with pytest.raises(ValueError, match="Unknown activation"):
         models.build(dict(kind="mlp", latent_dim=2, activation="swishy"), (28, 28, 1))

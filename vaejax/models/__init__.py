@@ -1,14 +1,15 @@
 """Models as plug-ins: the protocol and registry (`base`), one file per built-in model.
 
 `vaejax.models.build(config.model, image_shape)` gives the model that `config.model.kind`
-names: "mlp", "conv", "vampprior", "two_layer", "iaf", "conditional", or your own
+names: "mlp", "conv", "vampprior", "hierarchical", "ladder", "two_layer", "iaf",
+"conditional", or your own
 "module:attribute".
 """
 from vaejax.models import conditional  # noqa: F401  (registers "conditional")
 from vaejax.models import conv  # noqa: F401  (registers "conv")
+from vaejax.models import hierarchical  # noqa: F401  ("hierarchical", "ladder", "two_layer")
 from vaejax.models import iaf  # noqa: F401  (registers "iaf")
 from vaejax.models import mlp  # noqa: F401  (registers "mlp")
-from vaejax.models import two_layer  # noqa: F401  (registers "two_layer")
 from vaejax.models import vampprior  # noqa: F401  (registers "vampprior")
 from vaejax.models.base import ACTIVATIONS
 from vaejax.models.base import MODELS

@@ -1,4 +1,5 @@
-"""Burda et al.'s two-stochastic-layer VAE (`vaejax.models.two_layer`) and its `GaussianChain`.
+"""Hierarchical VAEs (`vaejax.models.hierarchical`): Burda et al.'s two-layer model, its `GaussianChain`,
+the L-layer bottom-up and ladder models, and their exact linear-Gaussian cases.
 
 The bounds are checked against the same draws redone in plain jnp, the prior's samples against
 the Gaussian marginal of a linear chain, and the IWAE bound of a linear-Gaussian model against
@@ -17,7 +18,7 @@ from jax.scipy.stats import multivariate_normal
 
 import vaejax
 from vaejax import config as config_lib
-from vaejax.models import base, two_layer
+from vaejax.models import base, hierarchical
 from vaejax.objectives import bounds
 
 from run_helpers import REPO
@@ -27,7 +28,7 @@ IMAGE_SHAPE, Z1, Z2 = (2, 3, 1), 3, 2  # tiny: x flattens to (6,)
 
 def tiny_model(**kw):
     fields = dict(image_shape=IMAGE_SHAPE, latent_dims=(Z1, Z2), hidden_sizes=((5, 4), (4,)))
-    return two_layer.two_layer_vae(**{**fields, **kw})
+    return hierarchical.two_layer_vae(**{**fields, **kw})
 
 
 def functions(model, params):
@@ -85,7 +86,7 @@ def hand_log_weights(key, x, params, num_samples):
 # -- the bounds --------------------------------------------------------------------------
 
 def test_architecture_and_shapes():
-    model = two_layer.two_layer_vae(image_shape=(28, 28, 1))  # the paper's
+    model = hierarchical.two_layer_vae(image_shape=(28, 28, 1))  # the paper's
     params = model.init(jax.random.key(0))
     shapes = jax.tree.map(jnp.shape, params)
     assert [shapes["q_z1"][f"Dense_{i}"]["kernel"] for i in range(3)] == [(784, 200), (200, 200), (200, 200)]
@@ -160,7 +161,7 @@ def linear_gaussian(x_dim=4, z1_dim=3, z2_dim=2):
     """A model built with linear layers and a Gaussian likelihood, parameters set by hand:
     p(z2) = N(0, I), p(z1|z2) = N(A z2 + b, S1), p(x|z1) = N(C z1 + d, Sx); and q set to
     the exact posterior with its covariances made diagonal (q's only error)."""
-    model = two_layer.two_layer_vae(image_shape=(x_dim,), latent_dims=(z1_dim, z2_dim),
+    model = hierarchical.two_layer_vae(image_shape=(x_dim,), latent_dims=(z1_dim, z2_dim),
                                     hidden_sizes=((), ()), likelihood="gaussian")
     ka, kb, kc, kd = jax.random.split(jax.random.key(10), 4)
     a = jax.random.normal(ka, (z1_dim, z2_dim))
@@ -240,6 +241,158 @@ def test_iwae_approaches_the_exact_log_likelihood_from_below():
     elbo, _ = jax.jit(lambda key: vaejax.elbo(key, x, encode, decode, prior=prior, num_samples=n))(key)
     np.testing.assert_allclose(elbo, k1, rtol=1e-5)  # the same draws
     assert elbo + 10 * se1 < exact  # q's diagonal covariances cost a visible gap
+
+
+# -- L = 3, both inference models: a diagonal linear-Gaussian chain ----------------------
+
+def scalar_chain():
+    """z3 -> z2 -> z1 -> x, each of dimension D = 2, every map elementwise:
+    z3 ~ N(0, 1), z2 = a2 z3 + b2 + N(0, s2), z1 = a1 z2 + b1 + N(0, s1), x = c z1 + c0 + N(0, sx).
+    Each dimension is its own scalar chain, so every exact posterior factor below is a
+    diagonal Gaussian: both inference models can represent it."""
+    f = lambda *v: jnp.array(v, jnp.float32)  # noqa: E731
+    return dict(a2=f(0.8, -1.2), b2=f(0.3, -0.5), s2=f(0.4, 0.6), a1=f(1.5, 0.7), b1=f(-0.2, 0.4),
+                s1=f(0.3, 0.5), c=f(-1.1, 1.3), c0=f(0.5, 0.1), sx=f(0.2, 0.35))
+
+
+def chain_moments(p):
+    """The marginal means and variances of z3, z2, z1 and x (elementwise)."""
+    m3, v3 = jnp.zeros(2), jnp.ones(2)
+    m2, v2 = p["a2"] * m3 + p["b2"], p["a2"] ** 2 * v3 + p["s2"]
+    m1, v1 = p["a1"] * m2 + p["b1"], p["a1"] ** 2 * v2 + p["s1"]
+    mx, vx = p["c"] * m1 + p["c0"], p["c"] ** 2 * v1 + p["sx"]
+    return (m3, v3), (m2, v2), (m1, v1), (mx, vx)
+
+
+def exact_log_px(p, x):
+    _, _, _, (mx, vx) = chain_moments(p)
+    return jnp.sum(-0.5 * (jnp.log(2 * jnp.pi * vx) + (x - mx) ** 2 / vx))
+
+
+def diag_dense(weight, bias, var):
+    """A Dense(2D) layer's parameters giving mean = weight * input + bias (elementwise) and a
+    constant logvar = log(var)."""
+    return {"Dense_0": {"kernel": jnp.concatenate([jnp.diag(weight), jnp.zeros((2, 2))], 1),
+                        "bias": jnp.concatenate([bias, jnp.log(var)])}}
+
+
+def exact_chain_model(inference):
+    """The L = 3 model at `scalar_chain`'s generative parameters, with q(z|x) set to the exact
+    posterior: bottom-up p(z1|x) p(z2|z1) p(z3|z2) (the reverse of a Markov chain is Markov),
+    or the ladder's q(z3|x) and the bottom-up terms p(x|z_i) as Gaussians in z_i."""
+    kind = {"bottom_up": hierarchical.hierarchical_vae, "ladder": hierarchical.ladder_vae}[inference]
+    model = kind(image_shape=(2,), latent_dims=(2, 2, 2), hidden_sizes=((), (), ()),
+                 likelihood="gaussian")
+    p = scalar_chain()
+    (m3, v3), (m2, v2), (m1, v1), (mx, vx) = chain_moments(p)
+    params = {
+        "p_z2": diag_dense(p["a2"], p["b2"], p["s2"]),
+        "p_z1": diag_dense(p["a1"], p["b1"], p["s1"]),
+        "p_x": {"decoder": {"Dense_0": {"kernel": jnp.diag(p["c"]), "bias": p["c0"]}},
+                "logvar": jnp.log(p["sx"])},
+    }
+    if inference == "bottom_up":  # Gaussian conditioning, one scalar pair at a time
+        def conditional(cov, v_given, m_given, m_out, v_out):
+            gain = cov / v_given
+            return diag_dense(gain, m_out - gain * m_given, v_out - gain * cov)
+        params["q_z1"] = conditional(p["c"] * v1, vx, mx, m1, v1)
+        params["q_z2"] = conditional(p["a1"] * v2, v1, m1, m2, v2)
+        params["q_z3"] = conditional(p["a2"] * v3, v2, m2, m3, v3)
+    else:
+        cov_3x = p["c"] * p["a1"] * p["a2"] * v3
+        gain = cov_3x / vx
+        params["up_z3"] = diag_dense(gain, m3 - gain * mx, v3 - gain * cov_3x)
+        # p(x | z2) = N(c a1 z2 + c b1 + c0, c^2 s1 + sx): as a Gaussian in z2.
+        ca = p["c"] * p["a1"]
+        params["up_z2"] = diag_dense(1 / ca, -(p["c"] * p["b1"] + p["c0"]) / ca,
+                                     (p["c"] ** 2 * p["s1"] + p["sx"]) / ca ** 2)
+        params["up_z1"] = diag_dense(1 / p["c"], -p["c0"] / p["c"], p["sx"] / p["c"] ** 2)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, model.init(jax.random.key(0)))
+    return model, params, p
+
+
+@pytest.mark.parametrize("inference", ["bottom_up", "ladder"])
+def test_three_layers_at_the_exact_posterior_every_log_weight_is_log_px(inference):
+    """log p(x, z) - log q(z|x) = log p(x) for every z when q is the exact posterior: the ELBO
+    and every IWAE bound equal the closed-form log p(x)."""
+    model, params, p = exact_chain_model(inference)
+    encode, decode, prior = functions(model, params)
+    for x in (jnp.array([0.7, -1.4]), jnp.array([-2.0, 3.0])):
+        exact = exact_log_px(p, x)
+        log_w = vaejax.iwae_log_weights(jax.random.key(1), x, encode, decode, prior=prior,
+                                        num_samples=64)
+        np.testing.assert_allclose(log_w, jnp.full(64, exact), atol=2e-4)
+        elbo, _ = vaejax.elbo(jax.random.key(2), x, encode, decode, prior=prior, num_samples=8)
+        np.testing.assert_allclose(elbo, exact, atol=2e-4)
+
+
+@pytest.mark.parametrize("inference", ["bottom_up", "ladder"])
+def test_three_layers_away_from_the_posterior_the_bounds_climb_to_log_px(inference):
+    """With q's means shifted, ELBO < IWAE(10) < IWAE(1000) ~ log p(x), within standard errors."""
+    model, params, p = exact_chain_model(inference)
+    first = "q_z1" if inference == "bottom_up" else "up_z3"
+    params[first]["Dense_0"]["bias"] = params[first]["Dense_0"]["bias"].at[:2].add(0.6)
+    encode, decode, prior = functions(model, params)
+    x = jnp.array([0.7, -1.4])
+    exact = exact_log_px(p, x)
+    n = 64_000
+    log_w = jax.jit(lambda key: vaejax.iwae_log_weights(key, x, encode, decode, prior=prior,
+                                                        num_samples=n))(jax.random.key(3))
+
+    def iwae(k):
+        groups = jax.nn.logsumexp(log_w.reshape(n // k, k), -1) - math.log(k)
+        return jnp.mean(groups), jnp.std(groups) / math.sqrt(n // k)
+
+    (k1, se1), (k10, se10), (k1000, se1000) = iwae(1), iwae(10), iwae(1000)
+    assert k1 + 10 * se1 < k10 < exact - 3 * se10, (k1, k10, exact)
+    assert abs(k1000 - exact) < 4 * se1000 + 1e-3, (k1000, se1000, exact)
+
+
+def test_ladder_merges_the_bottom_up_term_with_the_prior_by_precision():
+    """q(z_i | z_{i+1}, x) is N(mu^, var^) * N(mu_p, var_p) renormalized, checked in plain jnp."""
+    model = hierarchical.ladder_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2),
+                                    hidden_sizes=((5,), (4,), (3,)))
+    params = model.init(jax.random.key(0))
+    x = binary_x(jax.random.key(1), model)
+    q = model.posterior(params, x)
+    assert q.names == ("z3", "z2", "z1") and q.event_shape == {"z3": (2,), "z2": (2,), "z1": (3,)}
+    z, log_q = q.sample_and_log_prob(seed=jax.random.key(2), sample_shape=(4,))
+    # bottom-up by hand: d1 = tanh(Dense(x)), d2 = tanh(Dense(d1)), d3 = tanh(Dense(d2))
+    d, heads = x, {}
+    for name in ("z1", "z2", "z3"):
+        block = params[f"up_{name}"]
+        d = jnp.tanh(d @ block["Dense_0"]["kernel"] + block["Dense_0"]["bias"])
+        heads[name] = halves(d @ block["Dense_1"]["kernel"] + block["Dense_1"]["bias"])
+    expected = normal_log_pdf(z["z3"], *jnp.broadcast_arrays(*heads["z3"], z["z3"])[:2])
+    for name, above in (("z2", "z3"), ("z1", "z2")):
+        mean_p, logvar_p = halves(dense_stack(params[f"p_{name}"], z[above]))
+        mean_u, logvar_u = (jnp.broadcast_to(h, mean_p.shape) for h in heads[name])
+        precision = jnp.exp(-logvar_u) + jnp.exp(-logvar_p)
+        mean = (mean_u * jnp.exp(-logvar_u) + mean_p * jnp.exp(-logvar_p)) / precision
+        expected = expected + normal_log_pdf(z[name], mean, -jnp.log(precision))
+    np.testing.assert_allclose(log_q, expected, rtol=1e-5)
+    np.testing.assert_allclose(q.log_prob(z), log_q, rtol=1e-5)
+    chex.assert_trees_all_equal(q.sample(seed=jax.random.key(2), sample_shape=(4,)), z)
+    # the generative model is the bottom-up model's: same names, same prior
+    bottom_up = hierarchical.hierarchical_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2),
+                                              hidden_sizes=((5,), (4,), (3,)))
+    shared = {k: v for k, v in params.items() if k.startswith("p_")}
+    assert set(shared) == {k for k in bottom_up.init(jax.random.key(0)) if k.startswith("p_")}
+    bu_params = {**bottom_up.init(jax.random.key(0)), **shared}
+    np.testing.assert_allclose(bottom_up.prior(bu_params).log_prob(z), model.prior(params).log_prob(z),
+                               rtol=1e-6)
+
+
+def test_log_prob_parts_are_one_term_per_layer():
+    for kind in (hierarchical.hierarchical_vae, hierarchical.ladder_vae):
+        model = kind(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2), hidden_sizes=((5,), (4,), (3,)))
+        params = model.init(jax.random.key(0))
+        q, prior = model.posterior(params, binary_x(jax.random.key(1), model)), model.prior(params)
+        z = q.sample(seed=jax.random.key(2), sample_shape=(5,))
+        for dist in (q, prior):
+            parts = dist.log_prob_parts(z)
+            assert set(parts) == {"z1", "z2", "z3"}
+            np.testing.assert_allclose(sum(parts.values()), dist.log_prob(z), rtol=1e-6)
 
 
 # -- transforms ---------------------------------------------------------------------------
@@ -332,7 +485,7 @@ def test_experiment_builds_the_papers_model_by_name():
     assert config.model.kind == "two_layer" and config.objective.kind == "elbo"
     mean_image = np.linspace(0.0, 1.0, 784, dtype=np.float32).reshape(28, 28, 1)
     model = base.build(config.model, (28, 28, 1), mean_image=mean_image)
-    assert isinstance(model, two_layer.TwoLayerVAE) and model.latent_dims == (100, 50)
+    assert isinstance(model, hierarchical.HierarchicalVAE) and model.latent_dims == (100, 50)
     params = model.init(jax.random.key(0))
     assert base.num_params(params) == 521_084
     # the decoder's output bias starts at the logit of the (clipped) mean image, as Burda's code
