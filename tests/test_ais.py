@@ -238,3 +238,32 @@ def test_ais_settings_without_ais_are_refused(tmp_path):
     config = config_lib.load_config(REPO / "experiments" / "default.py", ["eval.gap_steps=100"])
     with pytest.raises(ValueError, match=r"eval.gap_steps=100 is read only with eval.ais_steps > 0"):
         program_lib.check_new_run(config)
+
+
+def test_the_ais_against_iwae_benchmark_reads_equal_time_and_equal_accuracy():
+    """benchmarks/ais_vs_iwae.py's reading of its measurements, on constructed ones: the IWAE
+    setting paired with each AIS setting is the closest in seconds, and "equal accuracy" is the
+    cheapest setting within 0.1 nats of the reference (the AIS setting with most steps)."""
+    import importlib.util
+
+    from run_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("ais_vs_iwae", REPO / "benchmarks" / "ais_vs_iwae.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    reference = np.array([-80.0, -90.0])
+
+    def row(estimator, setting, seconds, below):
+        return {"estimator": estimator, "setting": setting, "seconds": seconds,
+                "log_px": reference - below}
+
+    rows = [row("IWAE", "K=100", 0.01, 1.0), row("IWAE", "K=5,000", 0.2, 0.3),
+            row("IWAE", "K=100,000", 4.0, 0.25), row("AIS", "10 steps", 0.1, 0.4),
+            row("AIS", "100 steps", 1.0, 0.05), row("AIS", "1000 steps", 10.0, 0.0)]
+    text = bench.table(rows, "a constructed model")
+    assert "AIS 10 steps (0.100 s) against IWAE K=5,000 (0.200 s): IWAE is tighter by 0.10" in text
+    assert "AIS 100 steps (1.000 s) against IWAE K=100,000 (4.000 s): AIS is tighter by 0.20" in text
+    assert "AIS 1000 steps (10.000 s) against IWAE K=100,000 (4.000 s): AIS is tighter by 0.25" in text
+    assert "- IWAE: none of the settings run; the closest, K=100,000 (4.000 s), is 0.25 nats below." in text
+    assert "- AIS: 100 steps, 1.000 s per image." in text
+    assert "| IWAE | K=100 | 0.010 | -86.00 | 1.00 ± 0.00 |" in text

@@ -1,5 +1,5 @@
-"""The four model families of the literature (VampPrior, two stochastic layers, IAF posterior,
-conditional VAE), each through the normal CLI with its own experiment config on real MNIST:
+"""The model families of the literature (VampPrior, two stochastic layers, L layers with
+bottom-up or ladder inference, IAF posterior, conditional VAE), each through the normal CLI with its own experiment config on real MNIST:
 it trains (validation loss falls), evaluates, draws its figures, reproduces bit for bit, and
 a run inside a vmapped sweep group of three equals the same run trained alone.
 
@@ -24,6 +24,10 @@ FAMILIES = {
     "vampprior": ("vampprior.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4",
                                    "model.num_pseudo_inputs=5"]),
     "two_layer": ("iwae_two_layer.py", ["model.latent_dims=(6,3)", "model.hidden_sizes=((32,),(16,))"]),
+    "hierarchical": ("sonderby2016.py", ["model.kind=hierarchical", "model.latent_dims=(6,4,2)",
+                                         "model.hidden_sizes=((32,),(16,),(8,))", "objective.warmup_steps=16"]),
+    "ladder": ("sonderby2016.py", ["model.latent_dims=(6,4,2)", "model.hidden_sizes=((32,),(16,),(8,))",
+                                   "objective.warmup_steps=16"]),
     "iaf": ("iaf.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4", "model.flow_steps=2",
                        "model.flow_hidden_sizes=(16,)", "model.context_dim=8"]),
     "conditional": ("cvae.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4"]),
@@ -74,9 +78,13 @@ def test_family_trains_evaluates_draws_reproduces_and_sweeps(kind, tmp_path, mni
     assert rows[1]["val/neg_elbo"] < rows[0]["val/neg_elbo"]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test/nll"] <= results["test/neg_elbo"] + 0.5  # IWAE K=10 vs one-sample ELBO
-    if kind == "two_layer":  # active units per stochastic layer
-        assert set(results["active_units_by_variable"]) == {"z1", "z2"}
+    layers = {"two_layer": 2, "hierarchical": 3, "ladder": 3}.get(kind)
+    if layers:  # active units and KL per stochastic layer
+        names = {f"z{i}" for i in range(1, layers + 1)}
+        assert set(results["active_units_by_variable"]) == names
         assert sum(results["active_units_by_variable"].values()) == results["active_units"]
+        assert set(results["test/kl_by_variable"]) == names
+        assert sum(results["test/kl_by_variable"].values()) == pytest.approx(results["test/rate"], rel=1e-4)
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"reconstructions.png", "latent_traversals.png", "training_curves.png"} <= figures
     assert EXTRA_FIGURES.get(kind, {"prior_samples.png"}) <= figures

@@ -282,7 +282,7 @@ def exact_chain_model(inference):
     or the ladder's q(z3|x) and the bottom-up terms p(x|z_i) as Gaussians in z_i."""
     kind = {"bottom_up": hierarchical.hierarchical_vae, "ladder": hierarchical.ladder_vae}[inference]
     model = kind(image_shape=(2,), latent_dims=(2, 2, 2), hidden_sizes=((), (), ()),
-                 likelihood="gaussian")
+                 variance="exp", likelihood="gaussian")
     p = scalar_chain()
     (m3, v3), (m2, v2), (m1, v1), (mx, vx) = chain_moments(p)
     params = {
@@ -351,7 +351,7 @@ def test_three_layers_away_from_the_posterior_the_bounds_climb_to_log_px(inferen
 def test_ladder_merges_the_bottom_up_term_with_the_prior_by_precision():
     """q(z_i | z_{i+1}, x) is N(mu^, var^) * N(mu_p, var_p) renormalized, checked in plain jnp."""
     model = hierarchical.ladder_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2),
-                                    hidden_sizes=((5,), (4,), (3,)))
+                                    hidden_sizes=((5,), (4,), (3,)), variance="exp")
     params = model.init(jax.random.key(0))
     x = binary_x(jax.random.key(1), model)
     q = model.posterior(params, x)
@@ -375,12 +375,32 @@ def test_ladder_merges_the_bottom_up_term_with_the_prior_by_precision():
     chex.assert_trees_all_equal(q.sample(seed=jax.random.key(2), sample_shape=(4,)), z)
     # the generative model is the bottom-up model's: same names, same prior
     bottom_up = hierarchical.hierarchical_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2),
-                                              hidden_sizes=((5,), (4,), (3,)))
+                                              hidden_sizes=((5,), (4,), (3,)), variance="exp")
     shared = {k: v for k, v in params.items() if k.startswith("p_")}
     assert set(shared) == {k for k in bottom_up.init(jax.random.key(0)) if k.startswith("p_")}
     bu_params = {**bottom_up.init(jax.random.key(0)), **shared}
     np.testing.assert_allclose(bottom_up.prior(bu_params).log_prob(z), model.prior(params).log_prob(z),
                                rtol=1e-6)
+
+
+def test_softplus_variances_are_the_lvae_codes():
+    """variance="softplus": var = softplus(raw) + 1e-5 for every Gaussian of the model."""
+    raw = jnp.array([-30.0, -1.0, 0.0, 2.0, 50.0])
+    np.testing.assert_allclose(jnp.exp(hierarchical.log_variance("softplus", raw)),
+                               np.log1p(np.exp(np.asarray(raw, np.float64))) + 1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(hierarchical.log_variance("exp", raw), raw)
+    model = hierarchical.ladder_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2), hidden_sizes=((5,), (4,)))
+    params = model.init(jax.random.key(0))
+    x = binary_x(jax.random.key(1), model)
+    top = params["up_z2"]
+    d1 = jnp.tanh(x @ params["up_z1"]["Dense_0"]["kernel"] + params["up_z1"]["Dense_0"]["bias"])
+    d2 = jnp.tanh(d1 @ top["Dense_0"]["kernel"] + top["Dense_0"]["bias"])
+    _, raw = halves(d2 @ top["Dense_1"]["kernel"] + top["Dense_1"]["bias"])
+    np.testing.assert_allclose(jnp.exp(model.posterior(params, x).top.logvar),
+                               jax.nn.softplus(raw) + 1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="Unknown model.variance 'relu'"):
+        hierarchical.ladder_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2), hidden_sizes=((5,), (4,)),
+                                variance="relu")
 
 
 def test_log_prob_parts_are_one_term_per_layer():

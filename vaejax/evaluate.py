@@ -266,6 +266,9 @@ def _member_results(m, log_px, pick, *, num_test_examples, iwae_samples, iwae_ti
     if "active_units_by_variable" in m:
         results["active_units_by_variable"] = {
             name: int(pick(v)) for name, v in m["active_units_by_variable"].items()}
+    if "kl_by_variable" in m:
+        results["test/kl_by_variable"] = {
+            name: float(pick(v)) for name, v in m["kl_by_variable"].items()}
     if "kl_per_dim" in m:
         results["kl_per_dim"] = [float(v) for v in pick(m["kl_per_dim"])]
     if log_px is not None:

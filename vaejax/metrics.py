@@ -86,7 +86,9 @@ def elbo_metrics(model, params, data, key, *, data_shape, preprocessing, batch_s
       posterior_mean_variance (Z,): Cov_x(E_q[z_d]) across examples (Burda et al. 2015);
       active_units: how many dimensions have that variance above `threshold`;
       active_units_by_variable: {name: count} for a hierarchical posterior (see
-        `latent_variables`), the same count per latent variable.
+        `latent_variables`), the same count per latent variable;
+      kl_by_variable: {name: nats} the rate split per latent variable, where the ELBO gives
+        it (`vaejax.elbo`'s aux; a hierarchical model's layers), summing to rate.
     """
     examples = data_lib.as_examples(data)
     n = examples.num_examples
@@ -102,6 +104,8 @@ def elbo_metrics(model, params, data, key, *, data_shape, preprocessing, batch_s
                  "mean2": mean**2}
         if "kl_per_dim" in aux:
             parts["kl_per_dim"] = aux["kl_per_dim"]
+        for name, kl in aux.get("kl_by_variable", {}).items():
+            parts[f"kl_by_variable/{name}"] = kl
         return parts
 
     def body(carry, batch):
@@ -127,6 +131,9 @@ def elbo_metrics(model, params, data, key, *, data_shape, preprocessing, batch_s
     }
     if "kl_per_dim" in sums:
         out["kl_per_dim"] = sums["kl_per_dim"] / n
+    by_variable = {k.split("/", 1)[1]: v / n for k, v in sums.items() if k.startswith("kl_by_variable/")}
+    if by_variable:
+        out["kl_by_variable"] = by_variable
     variables = latent_variables(model, params, data_shape, condition)
     if variables is not None:
         active, start = {}, 0

@@ -122,6 +122,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "elu": nn.elu,
     "softplus": nn.softplus,
     "silu": nn.silu,
+    "leaky_relu": nn.leaky_relu,  # slope 0.01 below zero, as Lasagne's leaky_rectify
 }
 
 

@@ -21,9 +21,10 @@ generative p(z_i | z_{i+1}), whose parameters it shares:
 
 `hidden_sizes[i]` are the layers between z_i and z_{i+1} (z_0 = x), used both ways: q's
 MLP from z_i (or the ladder's d_i) up, and p's, reversed, from z_{i+1} down.
-Where this differs from the LVAE code (casperkaae/LVAE, run_models.py): variances are
-exp(logvar), not softplus; the bottom-up MLP reads d_{i-1} as the paper writes it, not mu^_{i-1}
-(the code's `only_mu_up`); and the ladder shares the top-down path with the generative model,
+Variances are softplus(raw) + 1e-5 as in the LVAE code (casperkaae/LVAE, run_models.py), or
+exp(raw) with `variance="exp"` (Burda et al.'s, and `two_layer`'s). Where this differs from that
+code: the bottom-up MLP reads d_{i-1} as the paper writes it, not mu^_{i-1} (the code's
+`only_mu_up`); and the ladder shares the top-down path with the generative model,
 as the paper describes (the code's `ladder_share_params`). Batch normalisation and KL warm-up
 are training settings, not part of the model.
 
@@ -46,7 +47,20 @@ import jax.numpy as jnp
 from vaejax import distributions
 from vaejax.models.base import (MODELS, activation_fn, check_sizes, likelihood_distribution,
                                 likelihood_head, output_bias_init)
-from vaejax.models.mlp import MLPDecoder, MLPEncoder
+from vaejax.models.mlp import MLPDecoder
+
+
+VARIANCES = ("exp", "softplus")
+SOFTPLUS_FLOOR = 1e-5  # the LVAE code's lv_eps_z
+
+
+def log_variance(variance: str, raw):
+    """The log-variance a Gaussian head means by its raw output: "exp" reads it as the
+    log-variance itself (var = exp(raw)); "softplus" as var = softplus(raw) + 1e-5, as the LVAE
+    code does, which grows linearly, not exponentially, with large raw outputs."""
+    if variance == "exp":
+        return raw
+    return jnp.log(jax.nn.softplus(raw) + SOFTPLUS_FLOOR)
 
 
 class ConditionalGaussian(nn.Module):
@@ -58,14 +72,15 @@ class ConditionalGaussian(nn.Module):
     hidden_sizes: Sequence[int]
     output_dim: int
     activation: str = "tanh"
+    variance: str = "exp"  # how the head's second half becomes a variance (`VARIANCES`)
 
     @nn.compact
     def __call__(self, a):
         h = a
         for size in self.hidden_sizes:
             h = activation_fn(self.activation)(nn.Dense(size)(h))
-        mean, logvar = jnp.split(nn.Dense(2 * self.output_dim)(h), 2, axis=-1)
-        return mean, logvar
+        mean, raw = jnp.split(nn.Dense(2 * self.output_dim)(h), 2, axis=-1)
+        return mean, log_variance(self.variance, raw)
 
 
 class LadderBlock(nn.Module):
@@ -76,13 +91,14 @@ class LadderBlock(nn.Module):
     hidden_sizes: Sequence[int]
     output_dim: int
     activation: str = "tanh"
+    variance: str = "exp"
 
     @nn.compact
     def __call__(self, d):
         for size in self.hidden_sizes:
             d = activation_fn(self.activation)(nn.Dense(size)(d))
-        mean, logvar = jnp.split(nn.Dense(2 * self.output_dim)(d), 2, axis=-1)
-        return d, mean, logvar
+        mean, raw = jnp.split(nn.Dense(2 * self.output_dim)(d), 2, axis=-1)
+        return d, mean, log_variance(self.variance, raw)
 
 
 def _conditional(module, params, a):
@@ -265,7 +281,7 @@ class HierarchicalVAE:
     model (`model.kind = "two_layer"`).
     """
 
-    up: tuple[nn.Module, ...]    # q_z{i} (MLPEncoder for i = 1, ConditionalGaussian above) or up_z{i}
+    up: tuple[nn.Module, ...]    # q_z{i} (ConditionalGaussian) or up_z{i} (LadderBlock)
     down: tuple[nn.Module, ...]  # p_z{i}: z_{i+1} -> (mean, logvar) of z_i, i = 1..L-1
     p_x: nn.Module               # z1 -> the output `likelihood_head(likelihood_kind, ...)` gives
     data_shape: tuple[int, ...]
@@ -345,7 +361,7 @@ INFERENCE = ("bottom_up", "ladder")
 
 
 def _build(kind: str, inference: str, *, image_shape, latent_dims, hidden_sizes, activation,
-           likelihood, gaussian_logvar, output_bias, mean_image) -> HierarchicalVAE:
+           variance, likelihood, gaussian_logvar, output_bias, mean_image) -> HierarchicalVAE:
     activation_fn(activation)  # validate early
     check_sizes(latent_dims=latent_dims, hidden_sizes=hidden_sizes)
     latent_dims = tuple(int(d) for d in latent_dims)
@@ -356,14 +372,13 @@ def _build(kind: str, inference: str, *, image_shape, latent_dims, hidden_sizes,
             f"layer (at least 2), the same number of each; got latent_dims={latent_dims} and "
             f"hidden_sizes={hidden_sizes}. hidden_sizes[i] are the layers between z_i and "
             "z_{i+1} (z_0 = x), e.g. ((512, 512), (256, 256)).")
+    if variance not in VARIANCES:
+        raise ValueError(f"Unknown model.variance {variance!r}; choose one of {VARIANCES}.")
     flat = (math.prod(int(d) for d in image_shape),)
-    if inference == "ladder":
-        up = tuple(LadderBlock(h, z, activation) for h, z in zip(hidden_sizes, latent_dims))
-    else:
-        up = (MLPEncoder(hidden_sizes[0], latent_dims[0], activation),) + tuple(
-            ConditionalGaussian(h, z, activation) for h, z in zip(hidden_sizes[1:], latent_dims[1:]))
-    down = tuple(ConditionalGaussian(tuple(reversed(hidden_sizes[i + 1])), latent_dims[i], activation)
-                 for i in range(len(latent_dims) - 1))
+    block = LadderBlock if inference == "ladder" else ConditionalGaussian
+    up = tuple(block(h, z, activation, variance) for h, z in zip(hidden_sizes, latent_dims))
+    down = tuple(ConditionalGaussian(tuple(reversed(hidden_sizes[i + 1])), latent_dims[i], activation,
+                                     variance) for i in range(len(latent_dims) - 1))
     p_x = likelihood_head(likelihood, MLPDecoder(tuple(reversed(hidden_sizes[0])), flat, activation,
                           output_bias_init(output_bias, likelihood, mean_image, flat)),
                           flat, gaussian_logvar)
@@ -378,29 +393,34 @@ SONDERBY_HIDDEN = ((512, 512), (256, 256), (128, 128), (64, 64), (32, 32))
 @MODELS.register("hierarchical")
 def hierarchical_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] = SONDERBY_LATENTS,
                      hidden_sizes: Sequence[Sequence[int]] = SONDERBY_HIDDEN,
-                     activation: str = "tanh", likelihood: str = "bernoulli",
-                     gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
-                     mean_image=None) -> HierarchicalVAE:
+                     activation: str = "tanh", variance: str = "softplus",
+                     likelihood: str = "bernoulli", gaussian_logvar: str | float = "learned",
+                     output_bias: str = "zeros", mean_image=None) -> HierarchicalVAE:
     """L stochastic layers with bottom-up inference q(z1|x) q(z2|z1) ... (Burda et al. 2015);
     the defaults are Sønderby et al.'s MNIST widths. `latent_dims[i]` and `hidden_sizes[i]`
-    (the layers between z_i and z_{i+1}, mirrored in p) per layer; `likelihood`,
-    `gaussian_logvar` and `output_bias` as for the MLP VAE."""
+    (the layers between z_i and z_{i+1}, mirrored in p) per layer; `variance` how every
+    Gaussian's variance is computed (`log_variance`: "softplus" as the LVAE code, or "exp");
+    `likelihood`, `gaussian_logvar` and `output_bias` as for the MLP VAE."""
     return _build("hierarchical", "bottom_up", image_shape=image_shape, latent_dims=latent_dims,
-                  hidden_sizes=hidden_sizes, activation=activation, likelihood=likelihood,
+                  hidden_sizes=hidden_sizes, activation=activation, variance=variance,
+                  likelihood=likelihood,
                   gaussian_logvar=gaussian_logvar, output_bias=output_bias, mean_image=mean_image)
 
 
 @MODELS.register("ladder")
 def ladder_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] = SONDERBY_LATENTS,
                hidden_sizes: Sequence[Sequence[int]] = SONDERBY_HIDDEN, activation: str = "tanh",
-               likelihood: str = "bernoulli", gaussian_logvar: str | float = "learned",
-               output_bias: str = "zeros", mean_image=None) -> HierarchicalVAE:
+               variance: str = "softplus", likelihood: str = "bernoulli",
+               gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
+               mean_image=None) -> HierarchicalVAE:
     """The Ladder VAE (Sønderby et al. 2016): the generative model of `hierarchical` with
     top-down inference merged with a deterministic bottom-up pass by precision weighting.
     `hidden_sizes[i]` are the layers of the bottom-up block from d_i to d_{i+1} (d_0 = x) and,
-    reversed, of p(z_i | z_{i+1}); the defaults are the paper's MNIST model."""
+    reversed, of p(z_i | z_{i+1}); `variance` as for `hierarchical`. The defaults are the
+    paper's MNIST model."""
     return _build("ladder", "ladder", image_shape=image_shape, latent_dims=latent_dims,
-                  hidden_sizes=hidden_sizes, activation=activation, likelihood=likelihood,
+                  hidden_sizes=hidden_sizes, activation=activation, variance=variance,
+                  likelihood=likelihood,
                   gaussian_logvar=gaussian_logvar, output_bias=output_bias, mean_image=mean_image)
 
 
@@ -417,5 +437,6 @@ def two_layer_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] = (1
                          f"layer (2), got {tuple(latent_dims)} and {tuple(hidden_sizes)}; for "
                          "more layers use model.kind='hierarchical'.")
     return _build("two_layer", "bottom_up", image_shape=image_shape, latent_dims=latent_dims,
-                  hidden_sizes=hidden_sizes, activation=activation, likelihood=likelihood,
+                  hidden_sizes=hidden_sizes, activation=activation, variance="exp",
+                  likelihood=likelihood,
                   gaussian_logvar=gaussian_logvar, output_bias=output_bias, mean_image=mean_image)

@@ -210,6 +210,9 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
             "kl_term": the KL as it enters the objective (free bits applied), before beta.
             "elbo": reconstruction - kl, the plain ELBO (beta=1, no free bits).
             "kl_per_dim": (latent_dim,) closed-form KL per dimension, where there is one.
+            "kl_by_variable": {name: nats} the Monte Carlo KL per latent variable, where q and p
+                are hierarchical (`log_prob_parts`, e.g. one term per stochastic layer): the
+                terms log q(z_i | ...) - log p(z_i | ...) of the same draws, summing to "kl".
     """
     check_num_samples(num_samples)
     check_scalar(beta, "beta")
@@ -231,6 +234,10 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     kl, kl_term = _kl_terms(closed, p, z_S, log_q_S, free_bits)
     if closed is not None and closed.per_dim is not None:
         aux["kl_per_dim"] = closed.per_dim
+    if closed is None and hasattr(q, "log_prob_parts") and hasattr(p, "log_prob_parts"):
+        # a hierarchical pair: the Monte Carlo KL split per latent variable (layer), same draws
+        q_parts, p_parts = q.log_prob_parts(z_S), p.log_prob_parts(z_S)
+        aux["kl_by_variable"] = {name: jnp.mean(q_parts[name] - p_parts[name]) for name in q_parts}
     aux["kl"] = kl
     aux["kl_term"] = kl_term
     aux["elbo"] = reconstruction - kl
