@@ -17,7 +17,9 @@ below a new dated section):
   - the step time of every model family against the MLP VAE, and its IWAE evaluation cost
     (benchmarks/model_families.py);
   - the MLP epoch with the in-epoch progress callback against without (benchmarks/progress.py);
-  - each disentanglement metric's cost on 10,000 codes (benchmarks/disentanglement_metrics.py).
+  - each disentanglement metric's cost on 10,000 codes (benchmarks/disentanglement_metrics.py);
+  - AIS against IWAE as estimators of log p(x), at equal time and equal accuracy
+    (benchmarks/ais_vs_iwae.py).
 
     python benchmarks/run.py [--out benchmarks/RESULTS.md] [--quick]
 """
@@ -49,6 +51,7 @@ from vaejax.data import load_splits  # noqa: E402
 from vaejax.program import Program, run_keys  # noqa: E402
 
 import bench_sweep  # noqa: E402
+import ais_vs_iwae  # noqa: E402
 import disentanglement_metrics as metrics_bench  # noqa: E402
 import model_families as families_bench  # noqa: E402
 import objectives as objectives_bench  # noqa: E402
@@ -213,6 +216,13 @@ def main():
         f"{iwae['examples'] / iwae['floor']:.1f} examples/s")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    log(f"AIS against IWAE on the MLP VAE after {quality_epochs} epochs (benchmarks/ais_vs_iwae.py)")
+    ais_rows = ais_vs_iwae.measure(
+        q["program"], q["state"].params, q["splits"].test.take(slice(None, 10 if args.quick else 20)),
+        iwae_samples=ais_vs_iwae.IWAE_SAMPLES[:3] if args.quick else ais_vs_iwae.IWAE_SAMPLES,
+        ais_steps=ais_vs_iwae.AIS_STEPS[:3] if args.quick else ais_vs_iwae.AIS_STEPS, log=log)
+    ais_table = ais_vs_iwae.table(ais_rows, f"the MLP VAE (bench_mlp.py) after {quality_epochs} epochs")
+
     log("sweep group of 16 vs 16 runs one after another (fresh processes)")
     sweep_train = 2000 if args.quick else 10_000
     sweep_table = bench_sweep.table(bench_sweep._spawn("vmap", sweep_train),
@@ -266,7 +276,7 @@ def main():
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     lines += ["", sweep_table, "", objectives_table, "", families_table, "", progress_table, "",
-              metrics_table]
+              metrics_table, "", ais_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
     out = pathlib.Path(args.out)
