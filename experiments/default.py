@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.gaussian_logvar = "learned"  # or a number, e.g. "-2.0" (gaussian likelihood only)
 
     config.objective = ml_collections.ConfigDict()
-    config.objective.kind = "elbo"           # elbo | iwae | miwae | piwae | ciwae | tcvae | rws | dip_vae | annealed_vae | "module:attribute"
+    config.objective.kind = "elbo"           # elbo | iwae | miwae | piwae | ciwae | tcvae | rws | dip_vae | annealed_vae | factor_vae | "module:attribute"
     config.objective.num_samples = 1         # K: draws per example (per group for miwae, piwae)
     config.objective.num_groups = 1          # M: groups of K draws (miwae, piwae)
     config.objective.gradient_estimator = "reparam"  # reparam | stl | dreg (elbo and the iwae family)
@@ -39,10 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.beta_schedule = "constant"  # constant | linear | cyclical
     config.objective.warmup_steps = 0        # linear: steps from 0 to beta
     config.objective.cycle_steps = 0         # cyclical: steps per cycle
-    config.objective.free_bits = 0.0         # nats per latent dimension
+    config.objective.free_bits = 0.0         # nats per latent dimension (per layer: hierarchical)
     config.objective.analytic_kl = True
     config.objective.alpha = 1.0             # tcvae: weight of the index-code mutual information
-    config.objective.gamma = 1.0             # tcvae: weight of the dimension-wise KL
+    config.objective.gamma = 1.0             # tcvae: weight of the dimension-wise KL; factor_vae: of the TC
     config.objective.sampling = "mws"        # tcvae: mws (minibatch weighted) | mss (stratified)
     config.objective.dip_type = "i"          # dip_vae: i (covariance of the means) | ii (of q(z))
     config.objective.lambda_od = 1.0         # dip_vae: weight of the off-diagonal covariance
@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 0
     config.optimizer.weight_decay = 0.0      # adamw only
     config.optimizer.grad_clip_norm = 0.0    # 0 = no clipping
+    config.optimizer.skip_grad_norm = 0.0    # > 0: skip updates with a larger (or non-finite) grad norm
     config.optimizer.b1 = 0.9
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8
@@ -69,6 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
     config.train.keep_every = 0              # also keep every checkpoint whose epoch it divides
     config.train.progress_every = 100        # steps; a line inside long epochs (0 = none)
+    config.train.ema_decay = 0.0             # > 0: evaluate and draw with an EMA of the parameters
     config.train.validate = True
     config.train.trackers = ("tensorboard",)  # and/or "wandb", "mlflow" (vaejax.trackers)
     config.train.tracker_project = "vaejax"  # the W&B project / MLflow experiment

@@ -6,10 +6,11 @@
 
 The authors' architecture (yburda/iwae, experiments.py, `--layers 2`): x -200-200-> z1 (100)
 -100-100-> z2 (50) in q, mirrored in p, tanh, diagonal Gaussians, Bernoulli p(x|z1): 521,084
-parameters (`vaejax.models.two_layer`). As in their code, the decoder's output bias starts at
-the logit of the mean training image (`model.output_bias = "mean_logit"`). Dynamically binarized MNIST (all 60,000
-training images), 3280 epochs of Adam at 1e-3 * 10^(-i/7) for stage i of 3^i epochs, as
-experiments/iwae_mnist.py. Test NLL: IWAE K=5000 on all 10,000 test images.
+parameters (`vaejax.models.hierarchical`, its L = 2 case). As in their code, the decoder's
+output bias starts at the logit of the mean training image (`model.output_bias =
+"mean_logit"`). Dynamically binarized MNIST (all 60,000 training images), 3280 epochs of
+Adam at 1e-3 * 10^(-i/7) for stage i of 3^i epochs, as experiments/iwae_mnist.py. Test NLL:
+IWAE K=5000 on all 10,000 test images.
 
 Where this differs from their code, and why (the README's "Published results"):
 batch 100, not 20 (5x fewer steps per epoch, the same 3280 epochs); Adam as the paper states it

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaejax.objectives import disentangling, training
+from vaejax import models
+from vaejax.objectives import OBJECTIVES, disentangling, training
 from vaejax.program import Program
 
 from tiny import IMAGE_SHAPE, images, tiny_config  # noqa: E402
@@ -96,3 +97,65 @@ def test_training_gives_annealed_vae_the_optimizer_step():
 def test_unknown_dip_type_is_refused():
     with pytest.raises(ValueError, match="dip_type='iii'"):
         disentangling.DIPVAE(dip_type="iii")
+
+
+# -- FactorVAE ------------------------------------------------------------------------------
+
+def _factor_vae_setup(batch=16):
+    model = models.mlp_vae(image_shape=(4, 4, 1), latent_dim=3, hidden_sizes=(8,))
+    params = model.init(jax.random.key(0))
+    x = (jax.random.uniform(jax.random.key(1), (batch, 16)) > 0.5).astype(jnp.float32)
+    objective = disentangling.FactorVAE()
+    discriminator = objective.init_auxiliary(jax.random.key(2), model, params, (16,))
+    return disentangling, model, params, x, objective, discriminator
+
+
+def test_permute_dims_shuffles_each_dimension_by_its_own_permutation():
+    z = jnp.arange(64 * 3, dtype=jnp.float32).reshape(64, 3)
+    shuffled = disentangling.permute_dims(jax.random.key(0), z)
+    for j in range(3):
+        assert sorted(np.asarray(shuffled[:, j])) == sorted(np.asarray(z[:, j]))
+    orders = [np.argsort(np.asarray(shuffled[:, j])) for j in range(3)]
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    assert not np.array_equal(np.asarray(shuffled), np.asarray(z))
+
+
+def test_factor_vae_is_the_elbo_plus_gamma_times_the_discriminators_tc():
+    disentangling, model, params, x, objective, discriminator = _factor_vae_setup()
+    key = jax.random.key(3)
+    elbo_loss, _ = OBJECTIVES.get("elbo")()(key, x, model, params, beta=1.0)
+    loss_0, metrics_0 = objective(key, x, model, params, gamma=0.0, auxiliary=discriminator)
+    np.testing.assert_allclose(loss_0, elbo_loss, rtol=1e-6)  # gamma = 0: the ELBO objective
+    # The TC by hand: the codes are the ELBO's own draws, one per example, from its keys.
+    keys = jax.random.split(key, x.shape[0])
+    z = jnp.stack([model.posterior(params, x_i).sample(seed=k, sample_shape=(1,))[0]
+                   for k, x_i in zip(keys, x)])
+    logits = disentangling.Discriminator().apply({"params": discriminator}, z)
+    tc = jnp.mean(logits[:, 0] - logits[:, 1])
+    loss_5, metrics_5 = objective(key, x, model, params, gamma=5.0, auxiliary=discriminator)
+    np.testing.assert_allclose(metrics_5["tc"], tc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss_5, loss_0 + 5.0 * tc, rtol=1e-5, atol=1e-5)
+    # Discriminator: 6 hidden layers of 1000, two logits (Kim & Mnih, appendix A).
+    shapes = [discriminator[f"Dense_{i}"]["kernel"].shape for i in range(7)]
+    assert shapes == [(3, 1000)] + [(1000, 1000)] * 5 + [(1000, 2)]
+
+
+def test_factor_vae_trains_each_model_with_its_own_loss_only():
+    """The VAE's loss has no gradient to the discriminator, and the discriminator's none to
+    the VAE; the discriminator's loss is the cross-entropy of telling z from permuted z."""
+    disentangling, model, params, x, objective, discriminator = _factor_vae_setup()
+    key = jax.random.key(4)
+    to_discriminator = jax.grad(lambda d: objective(key, x, model, params, gamma=3.0, auxiliary=d)[0])(discriminator)
+    assert all(np.all(g == 0) for g in jax.tree.leaves(to_discriminator))
+    to_model = jax.grad(lambda p: objective.auxiliary_loss(key, x, model, p, discriminator)[0])(params)
+    assert all(np.all(g == 0) for g in jax.tree.leaves(to_model))
+    loss, metrics = objective.auxiliary_loss(key, x, model, params, discriminator)
+    _, _, z, permute_key = objective._codes(key, x, model, params, None)
+    apply = lambda z: disentangling.Discriminator().apply({"params": discriminator}, z)  # noqa: E731
+    p_real = jax.nn.softmax(apply(z))[:, 0]
+    p_permuted = jax.nn.softmax(apply(disentangling.permute_dims(permute_key, z)))[:, 1]
+    np.testing.assert_allclose(loss, -0.5 * (jnp.mean(jnp.log(p_real)) + jnp.mean(jnp.log(p_permuted))),
+                               rtol=1e-5)
+    assert 0.0 <= float(metrics["discriminator_accuracy"]) <= 1.0
+    assert any(np.any(g != 0) for g in jax.tree.leaves(
+        jax.grad(lambda d: objective.auxiliary_loss(key, x, model, params, d)[0])(discriminator)))

@@ -22,6 +22,7 @@ KINDS = {  # kind -> overrides; two members differ in every traced scalar
     "dip_vae": ["objective.dip_type=ii", "objective.lambda_od=2.0", "objective.lambda_d_factor=1.0"],
     "annealed_vae": ["objective.capacity_max=5.0", "objective.capacity_weight=10.0",
                      "objective.capacity_steps=16"],
+    "factor_vae": ["objective.gamma=10.0"],
 }
 
 

@@ -74,7 +74,7 @@ def test_abstract_state_restores_without_data():
     config = tiny_config()
     program = Program.build(config, IMAGE_SHAPE, 64)
     real = jax.eval_shape(program.init_state, program.hyper(config))
-    assert jax.tree.structure(program_lib.abstract_state(config, program.model)) == jax.tree.structure(real)
+    assert jax.tree.structure(program.abstract_state()) == jax.tree.structure(real)
 
 
 def test_program_starts_the_output_bias_at_the_training_images_mean():

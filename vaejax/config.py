@@ -71,7 +71,8 @@ _ADDED_FIELDS = {
              "gap_steps": 0, "bdmc_examples": 0, "disentanglement": False,
              "disentanglement_examples": 10_000},
     "train": {"keep_every": 0, "progress_every": 0, "trackers": ("tensorboard",),
-              "tracker_project": "vaejax", "mlflow_tracking_uri": ""},
+              "tracker_project": "vaejax", "mlflow_tracking_uri": "", "ema_decay": 0.0},
+    "optimizer": {"skip_grad_norm": 0.0},
 }
 
 
@@ -220,9 +221,9 @@ RANGES = {
     "objective.beta": Range(0.0, None, "the KL weight"),
     "objective.warmup_steps": Range(0, None, "steps of the linear beta warm-up"),
     "objective.cycle_steps": Range(0, None, "steps per cycle of the cyclical beta schedule"),
-    "objective.free_bits": Range(0.0, None, "nats per latent dimension"),
+    "objective.free_bits": Range(0.0, None, "nats per latent dimension (per layer of a hierarchical model)"),
     "objective.alpha": Range(0.0, None, "tcvae's mutual-information weight"),
-    "objective.gamma": Range(0.0, None, "tcvae's dimension-wise KL weight"),
+    "objective.gamma": Range(0.0, None, "tcvae's dimension-wise KL weight; factor_vae's TC weight"),
     "objective.lambda_od": Range(0.0, None, "dip_vae's off-diagonal covariance weight"),
     "objective.lambda_d_factor": Range(0.0, None, "dip_vae's diagonal weight / lambda_od"),
     "objective.capacity_max": Range(0.0, None, "annealed_vae's final capacity C_max (nats)"),
@@ -232,6 +233,8 @@ RANGES = {
     "optimizer.warmup_steps": Range(0, None, "steps of learning-rate warm-up"),
     "optimizer.weight_decay": Range(0.0, None, "adamw's weight decay"),
     "optimizer.grad_clip_norm": Range(0.0, None, "the global gradient norm clip (0 = none)"),
+    "optimizer.skip_grad_norm": Range(0.0, None, "skip updates with a larger or non-finite gradient norm (0 = never)"),
+    "train.ema_decay": Range(0.0, 1.0, "decay of the parameters' moving average (0 = none)", open_high=True),
     "optimizer.b1": Range(0.0, 1.0, "Adam's first-moment decay", open_high=True),
     "optimizer.b2": Range(0.0, 1.0, "Adam's second-moment decay", open_high=True),
     "optimizer.eps": Range(0.0, None, "Adam's epsilon"),

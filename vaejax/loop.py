@@ -27,6 +27,7 @@ import numpy as np
 
 from vaejax import checkpoints, records, trackers
 from vaejax import metrics as metrics_lib
+from vaejax.program import evaluation_params
 from vaejax.progress import Progress, duration
 
 # Metrics that measure the machine, not the model: excluded from reproducibility checks.
@@ -72,13 +73,21 @@ def epoch_record(epoch, step, metrics, val_metrics, epoch_time, num_examples,
                  last_value_keys: Sequence[str]) -> dict:
     """One metrics.jsonl line: per-step metrics averaged over the epoch as `train/<name>`
     (settings in `last_value_keys`, like lr and beta, at their last step), validation as
-    `val/<name>`, and train/neg_elbo = rate + distortion where the objective reports both."""
+    `val/<name>`, and train/neg_elbo = rate + distortion where the objective reports both.
+    With skipped updates (`optimizer.skip_grad_norm`), `train/skipped` counts them and the
+    averages are over the steps whose update was applied."""
     record = {"epoch": epoch, "step": step}
+    applied = None
+    if "skipped" in metrics:  # optimizer.skip_grad_norm: count them; average the others' metrics
+        applied = np.asarray(metrics["skipped"]) == 0
+        record["train/skipped"] = int(np.sum(~applied))
     for name, values in metrics.items():
         if name in last_value_keys:
             record[name] = float(values[-1])
-        else:
-            record[f"train/{name}"] = float(np.mean(values))
+        elif name != "skipped":
+            values = np.asarray(values)
+            kept = values[applied] if applied is not None and applied.any() else values
+            record[f"train/{name}"] = float(np.mean(kept))
     if "train/rate" in record and "train/distortion" in record:
         record["train/neg_elbo"] = record["train/rate"] + record["train/distortion"]
     if val_metrics is not None:
@@ -186,7 +195,8 @@ def _epochs(program, fns, state, hyper, train_x, val_x, *, workdirs, written, tr
         state, metrics = fns.compiled_epoch(state, hyper, train_x, jnp.int32(epoch))
         metrics = jax.device_get(metrics)
         epoch_time = time.perf_counter() - start
-        val = None if val_x is None else jax.device_get(fns.validate(state.params, hyper, val_x))
+        val = None if val_x is None else jax.device_get(
+            fns.validate(evaluation_params(state), hyper, val_x))
         steps = np.asarray(jax.device_get(state.step))
         shown = _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time,
                               compile_time, workdirs=workdirs, written=written, tracked=tracked,
@@ -234,8 +244,10 @@ def _record_epoch(program, epoch, metrics, val, first_step, steps, epoch_time, c
             continue
         pick = (lambda v, i=i: v[i]) if stacked else (lambda v: v)
         member = jax.tree.map(pick, metrics)
-        if not np.isfinite(member["loss"]).all():
-            diverged[i] = _write_off(workdirs[i], member["loss"], int(pick(first_step)), epoch,
+        # a skipped update's loss may be NaN: only the applied ones count (skip_grad_norm)
+        loss = np.where(member["skipped"] == 0, member["loss"], 0.0) if "skipped" in member else member["loss"]
+        if not np.isfinite(loss).all():
+            diverged[i] = _write_off(workdirs[i], loss, int(pick(first_step)), epoch,
                                      manager, label=label, log=log)
             continue
         record = epoch_record(epoch + 1, int(pick(steps)), member,

@@ -22,7 +22,7 @@ import optax
 from vaejax import registry
 
 # Read by the program itself, whichever optimizer and schedule are chosen.
-PROGRAM_SETTINGS = ("name", "schedule", "learning_rate")
+PROGRAM_SETTINGS = ("name", "schedule", "learning_rate", "skip_grad_norm")
 
 OPTIMIZERS = registry.Registry(
     "optimizer", "optimizer.name",

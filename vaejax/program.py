@@ -32,6 +32,7 @@ from vaejax.objectives import OBJECTIVES, schedules
 
 # What a model may condition on (`model.conditioning`): the field of `Examples` it reads.
 CONDITIONS = ("label",)
+AUXILIARY_STREAM = 7  # fold_in tag of an objective's own model's init key (from the init key)
 
 
 class TrainState(NamedTuple):
@@ -39,7 +40,41 @@ class TrainState(NamedTuple):
 
     params: Any
     opt_state: Any
-    step: jax.Array  # int32 scalar: optimizer steps taken
+    step: jax.Array  # int32 scalar: training steps taken (a skipped update counts)
+
+
+class ExtendedTrainState(NamedTuple):
+    """`TrainState` with what some runs keep besides, in the dict `extra`:
+
+        "ema"                    an exponential moving average of the parameters
+                                 (`train.ema_decay` > 0): ema <- decay * ema + (1 - decay) *
+                                 params after every step, from the initial parameters;
+        "auxiliary",             an objective's own model and its optimizer state (FactorVAE's
+        "auxiliary_opt_state"    discriminator; see `has_auxiliary`).
+
+    Only such runs use it, so every other run's checkpoints stay `TrainState`'s."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    extra: dict
+
+
+def evaluation_params(state):
+    """The parameters evaluation, validation and figures use: the EMA where the run keeps one."""
+    if isinstance(state, ExtendedTrainState) and "ema" in state.extra:
+        return state.extra["ema"]
+    return state.params
+
+
+def has_auxiliary(objective) -> bool:
+    """Whether `objective` trains a model of its own beside the VAE. Such an objective has
+    `init_auxiliary(key, model, params, data_shape) -> auxiliary params`, an
+    `auxiliary_optimizer` (an optax transformation) and `auxiliary_loss(key, x, model, params,
+    auxiliary, *, condition=None) -> (loss, metrics)`, and its `__call__` takes `auxiliary=`.
+    Each step, both losses are computed from the same key (so the same draws) at the same
+    parameters, and each model is updated by its own optimizer."""
+    return hasattr(objective, "init_auxiliary")
 
 
 class RunKeys(NamedTuple):
@@ -152,6 +187,8 @@ class Program:
     eval_batch_size: int
     conditioning: str | None = None  # "label": the model reads each example's label
     progress_every: int = 0  # steps between progress callbacks inside an epoch (0: none)
+    skip_grad_norm: float = 0.0  # > 0: skip updates whose gradient norm is above it or non-finite
+    ema_decay: float = 0.0  # > 0: keep an EMA of the parameters (`ExtendedTrainState`)
     # With several devices, `train` shards each batch over a mesh axis "data" (None: no
     # constraint; XLA's SPMD partitioner then all-reduces the gradients).
     batch_sharding: Any = None
@@ -193,6 +230,8 @@ class Program:
             eval_batch_size=config.eval.batch_size,
             conditioning=conditioning,
             progress_every=config.train.progress_every,
+            skip_grad_norm=config.optimizer.get("skip_grad_norm", 0.0),
+            ema_decay=config.train.get("ema_decay", 0.0),
         )
 
     def model_data(self, splits):
@@ -228,9 +267,24 @@ class Program:
 
     # -- pure functions of one member ---------------------------------------------------
 
-    def init_state(self, hyper) -> TrainState:
-        params = self.model.init(run_keys(hyper["seed"]).init)
-        return TrainState(params, self.direction.init(params), jnp.zeros((), jnp.int32))
+    def init_state(self, hyper) -> TrainState | ExtendedTrainState:
+        init_key = run_keys(hyper["seed"]).init
+        params = self.model.init(init_key)
+        extra = {}
+        if self.ema_decay > 0:
+            extra["ema"] = params
+        if has_auxiliary(self.objective):
+            auxiliary = self.objective.init_auxiliary(jax.random.fold_in(init_key, AUXILIARY_STREAM),
+                                                      self.model, params, self.data_shape)
+            extra |= {"auxiliary": auxiliary,
+                      "auxiliary_opt_state": self.objective.auxiliary_optimizer.init(auxiliary)}
+        state = TrainState(params, self.direction.init(params), jnp.zeros((), jnp.int32))
+        return ExtendedTrainState(*state, extra=extra) if extra else state
+
+    def abstract_state(self) -> TrainState | ExtendedTrainState:
+        """The shapes and dtypes of a state: what a checkpoint is restored into. Needs neither
+        data nor a compiled program."""
+        return jax.eval_shape(self.init_state, {"seed": jnp.zeros((), jnp.int32)})
 
     def scalars_at(self, hyper, step) -> dict[str, jax.Array]:
         """The objective's scalars at `step` (`beta` follows the beta schedule)."""
@@ -264,16 +318,47 @@ class Program:
         # An objective whose weights follow the training step (AnnealedVAE's capacity) names
         # `step` in its call and is given it.
         step = {"step": state.step} if _takes_step(self.objective) else {}
+        extra = dict(getattr(state, "extra", {}))
+        auxiliary = {"auxiliary": extra["auxiliary"]} if "auxiliary" in extra else {}
 
         def loss_fn(params):
-            return self.objective(noise_key, x, self.model, params, **condition, **scalars, **step)
+            return self.objective(noise_key, x, self.model, params, **condition, **scalars, **step,
+                                  **auxiliary)
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        direction, opt_state = self.direction.update(grads, state.opt_state, state.params)
         lr = hyper["learning_rate"] * self.lr_shape(state.step)
-        params = jax.tree.map(lambda p, d: p - lr * d, state.params, direction)
+        if auxiliary:  # the objective's own model, at the same key and parameters
+            (_, aux_metrics), aux_grads = jax.value_and_grad(
+                lambda a: self.objective.auxiliary_loss(noise_key, x, self.model, state.params, a,
+                                                        **condition), has_aux=True)(extra["auxiliary"])
+            metrics = {**metrics, **aux_metrics}
+
+        def update():
+            direction, opt_state = self.direction.update(grads, state.opt_state, state.params)
+            out = {"params": jax.tree.map(lambda p, d: p - lr * d, state.params, direction),
+                   "opt_state": opt_state}
+            if auxiliary:
+                updates, out["auxiliary_opt_state"] = self.objective.auxiliary_optimizer.update(
+                    aux_grads, extra["auxiliary_opt_state"], extra["auxiliary"])
+                out["auxiliary"] = optax.apply_updates(extra["auxiliary"], updates)
+            return out
+
         metrics = {"loss": loss, **metrics, **scalars, "lr": lr}
-        return TrainState(params, opt_state, state.step + 1), metrics
+        if self.skip_grad_norm > 0:  # VDVAE's skip: no update is applied, and it is counted
+            norm = optax.tree.norm(grads)
+            skip = ~jnp.isfinite(norm) | (norm > self.skip_grad_norm)
+            kept = {"params": state.params, "opt_state": state.opt_state,
+                    **{k: extra[k] for k in ("auxiliary", "auxiliary_opt_state") if k in extra}}
+            new = jax.lax.cond(skip, lambda: kept, update)
+            metrics |= {"skipped": skip.astype(jnp.int32), "grad_norm": norm}
+        else:
+            new = update()
+        params, opt_state = new.pop("params"), new.pop("opt_state")
+        if self.ema_decay > 0:
+            d = self.ema_decay
+            new["ema"] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, extra["ema"], params)
+        state = state._replace(params=params, opt_state=opt_state, step=state.step + 1)
+        return (state._replace(extra={**extra, **new}) if extra else state), metrics
 
     def train_epoch(self, state: TrainState, hyper, data, epoch, *,
                     on_steps: Callable[[jax.Array], None] | None = None, every: int = 0):
@@ -303,14 +388,3 @@ class Program:
         steps = jnp.arange(order.shape[0], dtype=jnp.int32)  # not batched under vmap
         return jax.lax.scan(body, state, (steps, order))
 
-
-def abstract_state(config, model) -> TrainState:
-    """The shapes and dtypes of a `TrainState` of `model` under `config.optimizer`: what a
-    checkpoint is restored into. Needs neither data nor a compiled program."""
-    tx = optimizers.direction(config.optimizer, search_path=search_path(config))
-
-    def init():
-        params = model.init(jax.random.key(0))
-        return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
-
-    return jax.eval_shape(init)

@@ -13,7 +13,7 @@ import pathlib
 from typing import Any
 
 from vaejax import checkpoints, records
-from vaejax.program import Program, abstract_state
+from vaejax.program import Program, evaluation_params
 from vaejax.data import Splits, load_splits
 
 
@@ -49,7 +49,7 @@ def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> Lo
                                 splits.train.mean_image)
     splits = program.model_data(splits)
     manager = checkpoints.Manager(workdir)
-    like = abstract_state(config, program.model)
+    like = program.abstract_state()
     try:
         if epoch is None:  # the newest that restores; damaged ones are moved aside
             epoch, state = manager.restore_latest(like, log=log)
@@ -61,5 +61,5 @@ def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> Lo
             state = manager.restore(epoch, like)
     finally:
         manager.close()
-    return LoadedRun(program.model, state.params, config, program, program.hyper(config), splits,
+    return LoadedRun(program.model, evaluation_params(state), config, program, program.hyper(config), splits,
                      epoch, workdir)

@@ -22,7 +22,7 @@ import jax
 from vaejax import distributed, evaluate, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax import program as program_lib
-from vaejax.program import Program
+from vaejax.program import Program, evaluation_params
 from vaejax.data import load_splits
 
 
@@ -144,7 +144,7 @@ def _evaluate(config, workdir, program, splits, state, hyper, *, start_epoch, ev
         if start_epoch >= epochs and missing:
             log(f"train: {workdir} was evaluated, but figures {missing} are missing (a kill "
                 "while they were drawn?): evaluating again")
-        params = state.params
+        params = evaluation_params(state)
         if program.batch_sharding is not None:  # evaluate on the device that holds the test set
             if distributed.multiprocess():  # process 0 alone: its copy of the replicated state
                 params, hyper = jax.tree.map(lambda x: x.addressable_data(0), (params, hyper))

@@ -175,8 +175,11 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         draws; free bits are not allowed there.
     For beta=1 and free_bits=0, value <= log p(x) in expectation.
 
-    Free bits (Kingma et al. 2016) are applied per example and per latent dimension;
-    the paper applies them to each group's KL averaged over the minibatch.
+    Free bits (Kingma et al. 2016) are applied per example: per latent dimension where the
+    closed form has dimensions, and per latent variable (group) where q and p are
+    hierarchical (`log_prob_parts`: one term per stochastic layer), the Monte Carlo KL of
+    each layer floored at `free_bits`, as NVAE and VDVAE use them. The paper applies them to
+    each group's KL averaged over the minibatch.
 
     Gradient estimators (the value is the same for all three, up to float rounding
     where XLA fuses the programs differently; only the gradient differs):
@@ -197,8 +200,9 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         beta: KL weight, a float or a traced scalar (vmappable over a sweep).
         num_samples: Python int >= 1, the number of draws averaged.
         analytic_kl: use the closed-form KL where the pair has one.
-        free_bits: floor in nats per latent dimension on the KL in the objective; a
-            float or traced scalar. Needs a per-dimension closed-form KL unless it is 0.
+        free_bits: floor in nats per latent dimension on the KL in the objective (per
+            latent variable for a hierarchical pair); a float or traced scalar. Needs a
+            per-dimension closed-form KL or a hierarchical pair unless it is 0.
         prior: p(z), a distribution; None is N(0, I).
         gradient_estimator: "reparam", "stl" or "dreg".
 
@@ -231,13 +235,14 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
         z_S, log_q_S = q.sample(seed=key, sample_shape=(num_samples,)), None
     reconstruction = jnp.mean(log_likelihoods(x, z_S, decode, log_likelihood))
     aux = {"reconstruction": reconstruction}
-    kl, kl_term = _kl_terms(closed, p, z_S, log_q_S, free_bits)
+    kl_by_variable = None
+    if _hierarchical(closed, q, p):  # the Monte Carlo KL split per latent variable, same draws
+        q_parts, p_parts = q.log_prob_parts(z_S), p.log_prob_parts(z_S)
+        kl_by_variable = {name: jnp.mean(q_parts[name] - p_parts[name]) for name in q_parts}
+        aux["kl_by_variable"] = kl_by_variable
+    kl, kl_term = _kl_terms(closed, p, z_S, log_q_S, free_bits, kl_by_variable)
     if closed is not None and closed.per_dim is not None:
         aux["kl_per_dim"] = closed.per_dim
-    if closed is None and hasattr(q, "log_prob_parts") and hasattr(p, "log_prob_parts"):
-        # a hierarchical pair: the Monte Carlo KL split per latent variable (layer), same draws
-        q_parts, p_parts = q.log_prob_parts(z_S), p.log_prob_parts(z_S)
-        aux["kl_by_variable"] = {name: jnp.mean(q_parts[name] - p_parts[name]) for name in q_parts}
     aux["kl"] = kl
     aux["kl_term"] = kl_term
     aux["elbo"] = reconstruction - kl
@@ -254,6 +259,8 @@ def _check_free_bits(free_bits, closed, q, p, *, analytic_kl, gradient_estimator
     reparameterized gradient; a readable error otherwise (a traced free_bits is let through)."""
     if _is_concrete_zero(free_bits):
         return
+    if _hierarchical(closed, q, p) and gradient_estimator == "reparam":
+        return  # floored per latent variable (layer)
     if closed is None or closed.per_dim is None:
         if not analytic_kl:
             raise ValueError("free_bits needs the closed-form KL per dimension: pass analytic_kl=True "
@@ -268,13 +275,22 @@ def _check_free_bits(free_bits, closed, q, p, *, analytic_kl, gradient_estimator
                          "or gradient_estimator='reparam'")
 
 
-def _kl_terms(closed, p, z_S, log_q_S, free_bits):
+def _hierarchical(closed, q, p) -> bool:
+    """A pair with no closed-form KL whose densities split per latent variable (layer)."""
+    return closed is None and hasattr(q, "log_prob_parts") and hasattr(p, "log_prob_parts")
+
+
+def _kl_terms(closed, p, z_S, log_q_S, free_bits, kl_by_variable=None):
     """(kl, kl_term), nats: KL(q || p) (the closed form, else the Monte Carlo mean over the
     draws z_S (S, ...) with their log q(z_S|x) `log_q_S` (S,)), and the KL as the objective
-    takes it: per dimension floored at `free_bits` where the closed form has dimensions."""
+    takes it: floored at `free_bits` per dimension where the closed form has dimensions, and
+    per latent variable where the pair is hierarchical (`kl_by_variable`, its Monte Carlo KL
+    per variable)."""
     if closed is None:
         kl = jnp.mean(log_q_S - p.log_prob(z_S))
-        return kl, kl
+        if kl_by_variable is None or _is_concrete_zero(free_bits):
+            return kl, kl
+        return kl, sum(jnp.maximum(v, free_bits) for v in kl_by_variable.values())
     if closed.per_dim is not None:
         return jnp.sum(closed.per_dim), jnp.sum(jnp.maximum(closed.per_dim, free_bits))
     return closed.total, closed.total

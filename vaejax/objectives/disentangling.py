@@ -19,6 +19,11 @@ disentanglement_lib defines them (`methods/unsupervised/vae.py`), in nats per ex
       loss = reconstruction loss + capacity_weight * |KL - C(step)|,
       C(step) = capacity_max * min(step / capacity_steps, 1).
 
+- FactorVAE (Kim & Mnih 2018, "Disentangling by factorising", eq. 2): the negative ELBO plus
+  gamma times the total correlation of the codes, estimated by a discriminator that tells
+  codes z ~ q(z|x) from codes whose dimensions were shuffled across the batch; the
+  discriminator is a second model with its own optimizer (`FactorVAE`).
+
 The KL is the closed form of q(z|x) against p(z) where it exists (a diagonal Gaussian against
 N(0, I), as in disentanglement_lib), the Monte Carlo estimate otherwise (`bounds.elbo`).
 """
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from vaejax.objectives import bounds
 from vaejax.objectives.common import model_functions
@@ -121,3 +128,94 @@ class AnnealedVAE:
                                      capacity_steps=self.capacity_steps)
         loss = -reconstruction + capacity_weight * jnp.abs(kl - capacity)
         return loss, {"rate": kl, "distortion": -reconstruction, "capacity": capacity}
+
+
+class Discriminator(nn.Module):
+    """FactorVAE's discriminator (Kim & Mnih 2018, appendix A; disentanglement_lib's
+    `fc_discriminator`): z (..., Z) -> 6 x Dense(1000) with leaky ReLU (slope 0.2, TensorFlow's
+    default) -> 2 logits, [real, permuted]."""
+
+    hidden_sizes: tuple[int, ...] = (1000,) * 6
+
+    @nn.compact
+    def __call__(self, z):
+        h = z
+        for size in self.hidden_sizes:
+            h = nn.leaky_relu(nn.Dense(size)(h), negative_slope=0.2)
+        return nn.Dense(2)(h)
+
+
+def permute_dims(key, z_BxZ):
+    """Each column of the codes shuffled across the batch by its own permutation: a sample of
+    the product of the marginals prod_j q(z_j) (Kim & Mnih 2018, algorithm 1)."""
+    keys = jax.random.split(key, z_BxZ.shape[1])
+    return jax.vmap(lambda k, column: jax.random.permutation(k, column), in_axes=(0, 1),
+                    out_axes=1)(keys, z_BxZ)
+
+
+PROBABILITY_CLIP = 1e-6  # disentanglement_lib clips the discriminator's probabilities
+PERMUTATION_STREAM = 1_000_037  # fold_in tag of the permutation's key: apart from the draws'
+
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorVAE:
+    """FactorVAE (Kim & Mnih 2018, eq. 2), as disentanglement_lib trains it: minus the ELBO
+    plus gamma times the total correlation estimated by a discriminator D on the codes,
+
+        loss  = -ELBO + gamma * mean_x [logit_real(z) - logit_permuted(z)],  z ~ q(z|x),
+        D's loss = -(mean log D_real(z) + mean log D_permuted(permute_dims(z))) / 2,
+
+    both from the same batch and draws, averaged over the batch. D has its own parameters and
+    optimizer (Adam, 1e-4, b1 0.5, b2 0.9, as disentanglement_lib's `shared.gin`); vaejax
+    trains them beside the model through `init_auxiliary`, `auxiliary_optimizer` and
+    `auxiliary_loss` (see `vaejax.program`), so the loop has no FactorVAE case. `gamma` is
+    traced, so a sweep vmaps over it. The encoder must give a diagonal Gaussian over a vector.
+    Metrics: rate, distortion, tc (D's estimate), discriminator_loss, discriminator_accuracy.
+    """
+
+    scalars = ("gamma",)
+
+    @property
+    def auxiliary_optimizer(self):
+        return optax.adam(1e-4, b1=0.5, b2=0.9, eps=1e-8)
+
+    def init_auxiliary(self, key, model, params, data_shape):
+        """D's parameters for the model's codes (their size read from q of a zero example)."""
+        latent = jax.eval_shape(lambda: model.posterior(params, jnp.zeros(data_shape)).mean())
+        return Discriminator().init(key, jnp.zeros(latent.shape))["params"]
+
+    def _codes(self, key, x_BxD, model, params, condition):
+        """The batch's mean reconstruction and KL, one draw z per example from the keys the
+        ELBO objective uses (so with gamma = 0 the loss is the ELBO objective's), the codes
+        (B, Z), and the key of the permutation."""
+        def one(k, x, c):
+            encode, decode, prior = model_functions(model, params, c)
+            q = encode(x)
+            _, aux = bounds.elbo(k, x, lambda _: q, decode, prior=prior)
+            return aux["reconstruction"], aux["kl"], q.sample(seed=k, sample_shape=(1,))[0]  # its draw
+
+        keys = jax.random.split(key, x_BxD.shape[0])
+        reconstruction_B, kl_B, z_BxZ = jax.vmap(one)(keys, x_BxD, condition)
+        return (jnp.mean(reconstruction_B), jnp.mean(kl_B), z_BxZ,
+                jax.random.fold_in(key, PERMUTATION_STREAM))
+
+    def __call__(self, key, x_BxD, model, params, *, condition=None, gamma, auxiliary):
+        reconstruction, kl, z_BxZ, _ = self._codes(key, x_BxD, model, params, condition)
+        logits = Discriminator().apply({"params": jax.lax.stop_gradient(auxiliary)}, z_BxZ)
+        tc = jnp.mean(logits[:, 0] - logits[:, 1])
+        return kl - reconstruction + gamma * tc, {"rate": kl, "distortion": -reconstruction, "tc": tc}
+
+    def auxiliary_loss(self, key, x_BxD, model, params, auxiliary, *, condition=None):
+        """D's loss on the codes of the same batch and draws as the model's loss (the model's
+        parameters held fixed): (loss, metrics)."""
+        _, _, z_BxZ, permute_key = self._codes(key, x_BxD, model, jax.lax.stop_gradient(params),
+                                               condition)
+        z_BxZ = jax.lax.stop_gradient(z_BxZ)
+        apply = lambda z: Discriminator().apply({"params": auxiliary}, z)  # noqa: E731
+        log_p_real = jax.nn.log_softmax(apply(z_BxZ))[:, 0]
+        log_p_permuted = jax.nn.log_softmax(apply(permute_dims(permute_key, z_BxZ)))[:, 1]
+        clip = lambda log_p: jnp.clip(log_p, jnp.log(PROBABILITY_CLIP), jnp.log1p(-PROBABILITY_CLIP))  # noqa: E731
+        loss = -0.5 * (jnp.mean(clip(log_p_real)) + jnp.mean(clip(log_p_permuted)))
+        accuracy = 0.5 * (jnp.mean(log_p_real > jnp.log(0.5)) + jnp.mean(log_p_permuted > jnp.log(0.5)))
+        return loss, {"discriminator_loss": loss, "discriminator_accuracy": accuracy}

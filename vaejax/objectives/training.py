@@ -199,3 +199,4 @@ OBJECTIVES.register("tcvae")(tcvae.TCVAE)  # beta-TCVAE, batch-level: see vaejax
 # DIP-VAE-I/II and AnnealedVAE, as disentanglement_lib defines them: vaejax/objectives/disentangling.py
 OBJECTIVES.register("dip_vae")(disentangling.DIPVAE)
 OBJECTIVES.register("annealed_vae")(disentangling.AnnealedVAE)
+OBJECTIVES.register("factor_vae")(disentangling.FactorVAE)

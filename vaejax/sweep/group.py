@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from vaejax import checkpoints, distributed, evaluate, files, locking, loop, placement, records
 from vaejax import config as config_lib
 from vaejax.data import Splits, load_splits
-from vaejax.program import Program
+from vaejax.program import Program, evaluation_params
 from vaejax.sweep.memory import describe_plan
 from vaejax.sweep.plan import (
     SWEEP_RECORD,
@@ -216,7 +216,7 @@ def _train_members(group, sweep_dir, group_dir, pending, group_fns, splits, devi
     _save_member_checkpoints(config, host_state, {i: workdirs[i] for i in alive})
     if not alive:
         return []
-    _evaluate_members(group, program, state.params, hypers, host_state, splits,
+    _evaluate_members(group, program, evaluation_params(state), hypers, host_state, splits,
                       {i: workdirs[i] for i in alive}, group_fns.shardings, group_dir, log)
     return [group.runs[i].name for i in alive]
 
@@ -248,7 +248,7 @@ def _evaluate_members(group, program, params, hypers, host_state, splits, workdi
                                     partial_file=evaluate.partial_eval_file(group_dir))
     for i, workdir in workdirs.items():
         run = group.runs[i]
-        member = jax.tree.map(lambda x: jnp.asarray(x[i]), (host_state.params, hypers))
+        member = jax.tree.map(lambda x: jnp.asarray(x[i]), (evaluation_params(host_state), hypers))
         evaluate.finish_member(workdir, program, *member, results[i], splits.test, run.config,
                                log=log, name=run.name, grid=splits.grid)
 
