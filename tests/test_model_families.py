@@ -37,7 +37,9 @@ FAMILIES = {
 
 # What each family adds to the figures and results (no family-specific code in vaejax's core).
 EXTRA_FIGURES = {"vampprior": {"pseudo_inputs.png", "prior_samples.png"},
-                 "conditional": {"class_samples.png"}}
+                 "conditional": {"class_samples.png"},
+                 **{kind: {"prior_samples.png", "layer_samples.png"}
+                    for kind in ("two_layer", "hierarchical", "ladder")}}
 
 
 def quiet(*_):

@@ -403,6 +403,21 @@ def test_softplus_variances_are_the_lvae_codes():
                                 variance="relu")
 
 
+def test_sample_to_depth_draws_the_top_layers_and_sets_the_rest_at_their_means():
+    model = hierarchical.hierarchical_vae(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2),
+                                          hidden_sizes=((5,), (4,), (3,)))
+    prior = model.prior(model.init(jax.random.key(0)))
+    key = jax.random.key(5)
+    full = prior.sample(seed=key, sample_shape=(4,))
+    chex.assert_trees_all_close(prior.sample_to_depth(seed=key, depth=2, sample_shape=(4,)), full,
+                                rtol=1e-6)
+    top = prior.sample_to_depth(seed=key, depth=0, sample_shape=(4,))
+    np.testing.assert_array_equal(top["z3"], full["z3"])  # the same top draws
+    mean_2, _ = prior.conditionals[0].apply({"params": prior.params[0]}, top["z3"])
+    mean_1, _ = prior.conditionals[1].apply({"params": prior.params[1]}, mean_2)
+    chex.assert_trees_all_close((top["z2"], top["z1"]), (mean_2, mean_1), rtol=1e-6)
+
+
 def test_log_prob_parts_are_one_term_per_layer():
     for kind in (hierarchical.hierarchical_vae, hierarchical.ladder_vae):
         model = kind(image_shape=IMAGE_SHAPE, latent_dims=(3, 2, 2), hidden_sizes=((5,), (4,), (3,)))

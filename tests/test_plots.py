@@ -105,6 +105,22 @@ def test_prior_samples(tmp_path):
         assert abs(_gray_at(pixels, 32 + 28, 8 + 2 * 29 * c + 28) - round(255 * value)) <= 1, c
 
 
+def test_layer_samples_one_row_per_layer(tmp_path):
+    values = [0.1] * 4 + [0.5] * 4 + [0.9] * 4  # three layers, four columns
+    pixels = _read_png(plots.layer_samples(_constant_tiles(values), tmp_path / "layers.png",
+                                           layers=["z3", "z2", "z1"]))
+    image = Image.open(tmp_path / "layers.png")
+    assert image.size[0] > 4 * 28 and image.size[1] > 3 * 28
+    column = np.asarray([_gray_at(pixels, y, x) for y in range(pixels.shape[0])
+                         for x in [pixels.shape[1] // 2]])
+    for value in (0.1, 0.5, 0.9):  # every row's gray level is drawn, top to bottom
+        assert np.any(np.abs(column - round(255 * value)) <= 1), value
+    rows = [np.flatnonzero(np.abs(column - round(255 * v)) <= 1).mean() for v in (0.1, 0.5, 0.9)]
+    assert rows == sorted(rows)
+    with pytest.raises(ValueError, match="multiple of len\\(layers\\) = 3"):
+        plots.layer_samples(_constant_tiles([0.5] * 4), tmp_path / "bad.png", layers=["a", "b", "c"])
+
+
 def test_reconstructions_pairs_rows(tmp_path):
     inputs, outputs = _constant_tiles([0.2] * 13), _constant_tiles([0.8] * 13)
     pixels = _read_png(plots.reconstructions(inputs, outputs, tmp_path / "recon.png", ncols=5))

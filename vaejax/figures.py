@@ -8,7 +8,10 @@ optional parts of the protocol:
     class_samples.png (one row of samples per class) in place of prior_samples.png, and
     its reconstructions and traversals use each test image's own label;
   - a model with `learned_images(params) -> {name: (N,) + data_shape in [0, 1]}` (e.g. the
-    VampPrior's pseudo-inputs) gets `<name>.png`, a grid of them.
+    VampPrior's pseudo-inputs) gets `<name>.png`, a grid of them;
+  - a model whose prior has `sample_to_depth` (a hierarchy of latent layers, e.g.
+    `hierarchical.GaussianChain`) gets layer_samples.png: a row per layer, z drawn from the top
+    down to that layer and the layers below at their conditional means.
 All randomness comes from the run's eval key, so the figures of a run are reproducible.
 """
 
@@ -55,6 +58,7 @@ def draw_figures(workdir, program, params, hyper, test_data, *, num_images: int 
     if int(posterior_mean.shape[-1]) == 2:
         paths.append(_draw_latent_manifold(view, out))
     paths += _draw_learned_images(view, out)
+    paths += _draw_layer_samples(view, out, prior_key, num_images)
     log(f"figures: {', '.join(p.name for p in paths)} -> {out}")
     return paths
 
@@ -185,6 +189,21 @@ def _draw_learned_images(view: _ModelView, out: pathlib.Path) -> list[pathlib.Pa
         paths.append(plots.image_grid(images, out / f"{name}.png", ncols=min(25, images.shape[0]),
                                       title=f"{name.replace('_', ' ')} (learned, {images.shape[0]})"))
     return paths
+
+
+def _draw_layer_samples(view: _ModelView, out: pathlib.Path, key, num_images: int) -> list[pathlib.Path]:
+    """[layer_samples.png] for a prior with `sample_to_depth` (see the module docstring), []
+    otherwise; `num_images` columns, each with the same draws in every row."""
+    prior = view.functions(view.first)[2]
+    if not hasattr(prior, "sample_to_depth"):
+        return []
+    rows = []
+    for depth in range(len(prior.names)):
+        z = prior.sample_to_depth(seed=key, depth=depth, sample_shape=(num_images,))
+        rows.append(view.decode(jax.vmap(lambda zi: ravel_pytree(zi)[0])(z),
+                                view.first_condition(num_images)))
+    return [plots.layer_samples(np.concatenate([np.asarray(r) for r in rows]),
+                                out / "layer_samples.png", layers=list(prior.names))]
 
 
 def sample_run(workdir, log=print) -> list[pathlib.Path]:

@@ -100,6 +100,25 @@ def class_samples(images: np.ndarray, path: PathLike, *, num_classes: int) -> pa
                         xticks=([], []), yticks=yticks, xlabel="", ylabel="class")
 
 
+def layer_samples(images: np.ndarray, path: PathLike, *, layers: Sequence[str]) -> pathlib.Path:
+    """Samples of a hierarchical prior, one row per layer: row i decodes z drawn from the top
+    layer down to `layers[i]`, the layers below at their conditional means (what the layers
+    down to it encode); column k shares its draws across rows.
+
+    images: (len(layers) * ncols, H, W, C) floats in [0, 1], row-major.
+    """
+    images = _check_images(images, "images")
+    if not layers or images.shape[0] % len(layers):
+        raise ValueError(f"layer_samples expects a multiple of len(layers) = {len(layers)} images, "
+                         f"got {images.shape[0]}")
+    mosaic, row_starts, _ = _mosaic(images, ncols=images.shape[0] // len(layers))
+    h = images.shape[1]
+    yticks = ([row_starts[i] + (h - 1) / 2 for i in range(len(layers))], list(layers))
+    return _draw_mosaic(mosaic, images.shape, path,
+                        title="Prior samples down to each layer, the layers below at their means",
+                        xticks=([], []), yticks=yticks, xlabel="", ylabel="sampled down to")
+
+
 def reconstructions(inputs: np.ndarray, outputs: np.ndarray, path: PathLike, *, ncols: int = 10) -> pathlib.Path:
     """Inputs above their reconstructions: a row of inputs, then the row of their outputs.
 

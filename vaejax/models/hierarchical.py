@@ -169,6 +169,20 @@ class GaussianChain:
         """`sample_and_log_prob`'s z (the same draws for the same seed)."""
         return self.sample_and_log_prob(seed=seed, sample_shape=sample_shape)[0]
 
+    def sample_to_depth(self, *, seed, depth: int, sample_shape=()) -> dict[str, jax.Array]:
+        """a_0 .. a_depth drawn as `sample` draws them (the same seed, the same draws), every
+        later variable at its conditional mean given the one before: what the first `depth`
+        + 1 variables encode. depth = len(names) - 1 is `sample`."""
+        keys = jax.random.split(seed, len(self.names))
+        a = self.first.sample(seed=keys[0], sample_shape=sample_shape)
+        z = {self.names[0]: a}
+        for j, (key, name, module, params) in enumerate(zip(keys[1:], self.names[1:],
+                                                            self.conditionals, self.params)):
+            mean, logvar = _conditional(module, params, a)
+            a = distributions.diag_gaussian_sample(key, mean, logvar) if j < depth else mean
+            z[name] = a
+        return z
+
     def log_prob_parts(self, value: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """{names[j]: log p(a_j | a_{j-1})}: one term per variable, each of shape S (nats)."""
         a = value[self.names[0]]
