@@ -216,6 +216,9 @@ NOT_RUN = {
         "reads the Slurm submission above; sweep-report runs on the smoke sweep on this page",
     ("docs/studies/index.md", "vaejax record runs/burda/iwae_k5"):
         "records the study's 3280-epoch run; its committed record is checked in test_published.py",
+    ("README.md", "vaejax sweep experiments/locatello2019.py"):
+        "renders all of dSprites and trains 108 conv models; the study's plan and one step of each "
+        "method are tested in test_objectives_disentangling.py",
 }
 # Appended to every documented train, sweep and eval (later settings win), so that each trains
 # for one epoch on a few hundred images and evaluates on 64.

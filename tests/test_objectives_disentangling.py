@@ -159,3 +159,55 @@ def test_factor_vae_trains_each_model_with_its_own_loss_only():
     assert 0.0 <= float(metrics["discriminator_accuracy"]) <= 1.0
     assert any(np.any(g != 0) for g in jax.tree.leaves(
         jax.grad(lambda d: objective.auxiliary_loss(key, x, model, params, d)[0])(discriminator)))
+
+
+# -- the Locatello et al. study ------------------------------------------------------------
+
+def test_the_locatello_study_plans_one_vmapped_group_per_method():
+    """experiments/locatello2019.py: six methods x six strengths x three seeds, each method's
+    runs vmapped together (its strengths and seeds are traced; the plan splits a method's 18
+    runs into groups of at most the default group size), at disentanglement_lib's settings."""
+    from run_helpers import REPO
+    from vaejax.sweep import plan as plan_lib
+
+    plan = plan_lib.make_plan(REPO / "experiments" / "locatello2019.py")
+    assert len(plan.runs) == 108
+
+    def method(run):
+        o = run.config.objective
+        return o.kind + (f"_{o.dip_type}" if o.kind == "dip_vae" else "")
+
+    assert all(len({method(r) for r in g.runs}) == 1 for g in plan.groups)
+    assert sum(len(g.runs) for g in plan.groups) == 108 and len(plan.groups) <= 12
+    config = plan.runs[0].config
+    assert (config.model.kind, config.model.latent_dim, config.train.batch_size,
+            config.optimizer.learning_rate, config.data.name) == ("beta_vae_conv", 10, 64, 1e-4, "dsprites")
+    strengths = {}
+    for run in plan.runs:
+        o = run.config.objective
+        strengths.setdefault(method(run), set()).add(
+            {"elbo": o.beta, "tcvae": o.beta, "factor_vae": o.gamma, "dip_vae": o.lambda_od,
+             "annealed_vae": o.capacity_max}[o.kind])
+    assert strengths["factor_vae"] == {10.0, 20.0, 30.0, 40.0, 50.0, 100.0}
+    assert strengths["annealed_vae"] == {5.0, 10.0, 25.0, 50.0, 75.0, 100.0}
+    assert len(strengths) == 6 and all(len(v) == 6 for v in strengths.values())
+
+
+@pytest.mark.parametrize("kind", ["elbo", "tcvae", "factor_vae", "dip_vae", "annealed_vae"])
+def test_every_method_of_the_study_steps_on_the_conv_model(kind):
+    """One training step of each method on disentanglement_lib's conv VAE (64 x 64 images)."""
+    from run_helpers import REPO
+    from vaejax import config as config_lib
+    from vaejax.program import run_keys
+
+    config = config_lib.load_config(REPO / "experiments" / "locatello2019.py",
+                                    [f"objective.kind={kind}", "train.batch_size=8"])
+    program = Program.build(config, (64, 64, 1), 64)
+    shapes = jax.tree.map(jnp.shape, program.model.init(jax.random.key(0)))
+    assert shapes["encoder"]["Dense_1"]["kernel"] == (256, 20)  # means and log-variances of 10
+    hyper = program.hyper(config)
+    state = program.init_state(hyper)
+    x = (np.random.default_rng(0).random((8, 64, 64, 1)) > 0.8).astype(np.uint8) * 255
+    new, metrics = jax.jit(program.train_step)(state, hyper, x, run_keys(0))
+    assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)))

@@ -1,10 +1,11 @@
 """Models as plug-ins: the protocol and registry (`base`), one file per built-in model.
 
 `vaejax.models.build(config.model, image_shape)` gives the model that `config.model.kind`
-names: "mlp", "conv", "vampprior", "hierarchical", "ladder", "two_layer", "iaf",
-"conditional", or your own
+names: "mlp", "conv", "beta_vae_conv", "vampprior", "hierarchical", "ladder", "two_layer",
+"iaf", "conditional", or your own
 "module:attribute".
 """
+from vaejax.models import beta_vae_conv  # noqa: F401  (registers "beta_vae_conv")
 from vaejax.models import conditional  # noqa: F401  (registers "conditional")
 from vaejax.models import conv  # noqa: F401  (registers "conv")
 from vaejax.models import hierarchical  # noqa: F401  ("hierarchical", "ladder", "two_layer")
