@@ -90,7 +90,7 @@ def render(records, out_dir) -> dict[str, str]:
              "the BDMC gap bounds AIS's error at these settings), and the split of the inference "
              "gap log p(x) − ELBO(q) into approximation, log p(x) − ELBO(q*), and amortization, "
              "ELBO(q*) − ELBO(q) (Cremer, Li & Duvenaud 2018), with log p(x) from AIS.\n",
-             block, "## What the records say\n", *findings, "", _vae_against_iwae(records), "",
+             block, "## What the records say\n", *findings, "", _vae_against_iwae(records),
              "Cremer et al. (2018, table 2) split the gap for this architecture on MNIST, "
              "Fashion-MNIST and CIFAR-10. Their numbers are not quoted here, because they have not "
              "been checked against the paper. What can be compared is "
