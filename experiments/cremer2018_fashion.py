@@ -16,22 +16,12 @@ from vaejax.config import sibling
 
 
 def get_config():
-    config = sibling(__file__, "default").get_config()
+    """Burda et al.'s one-layer VAE (experiments/iwae_mnist.py) with Cremer et al.'s changes."""
+    config = sibling(__file__, "iwae_mnist").get_config()
     config.data.name = "fashion_mnist"
     config.data.preprocessing = "threshold"
     config.data.num_validation = 5_000
-    config.model.hidden_sizes = (200, 200)
     config.model.activation = "elu"
-    config.model.latent_dim = 50
-    config.objective.kind = "elbo"
     config.objective.beta_schedule = "linear"
     config.objective.warmup_steps = 400 * 550
-    config.train.batch_size = 100
-    config.train.epochs = 3280
-    config.train.checkpoint_every = 20
-    config.train.keep_every = 80
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.schedule = "burda"
-    config.optimizer.eps = 1e-4
-    config.eval.iwae_samples = 5000
     return config
