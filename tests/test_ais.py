@@ -267,3 +267,29 @@ def test_the_ais_against_iwae_benchmark_reads_equal_time_and_equal_accuracy():
     assert "- IWAE: none of the settings run; the closest, K=100,000 (4.000 s), is 0.25 nats below." in text
     assert "- AIS: 100 steps, 1.000 s per image." in text
     assert "| IWAE | K=100 | 0.010 | -86.00 | 1.00 ± 0.00 |" in text
+
+
+def test_the_ais_against_iwae_benchmark_times_per_image(monkeypatch):
+    """`measure` divides each setting's seconds by the number of images (an `Examples` has
+    three fields, so len() of it is not that number): with a clock that advances one second
+    per reading, every timed call takes 1 s, so 5 images take 0.2 s each."""
+    import importlib.util
+    import itertools
+
+    from run_helpers import REPO
+    from tiny import IMAGE_SHAPE, images, tiny_config
+    from vaejax.data import Examples
+    from vaejax.program import Program
+
+    spec = importlib.util.spec_from_file_location("ais_vs_iwae", REPO / "benchmarks" / "ais_vs_iwae.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    program = Program.build(tiny_config(), IMAGE_SHAPE, 64)
+    params = program.model.init(jax.random.key(0))
+    clock = itertools.count()
+    monkeypatch.setattr(bench, "clock", lambda: float(next(clock)))
+    rows = bench.measure(program, params, Examples(jnp.asarray(images(5))), iwae_samples=(10,),
+                         ais_steps=(2,), log=lambda *_: None)
+    assert [r["estimator"] for r in rows] == ["IWAE", "AIS"]
+    for row in rows:
+        assert row["seconds"] == pytest.approx(0.2) and row["log_px"].shape == (5,)
