@@ -150,7 +150,10 @@ def test_factor_vae_trains_each_model_with_its_own_loss_only():
     to_model = jax.grad(lambda p: objective.auxiliary_loss(key, x, model, p, discriminator)[0])(params)
     assert all(np.all(g == 0) for g in jax.tree.leaves(to_model))
     loss, metrics = objective.auxiliary_loss(key, x, model, params, discriminator)
-    _, _, z, permute_key = objective._codes(key, x, model, params, None)
+    keys = jax.random.split(key, x.shape[0])
+    z = jnp.stack([model.posterior(params, x_i).sample(seed=k, sample_shape=(1,))[0]
+                   for k, x_i in zip(keys, x)])
+    permute_key = jax.random.fold_in(key, disentangling.PERMUTATION_STREAM)
     apply = lambda z: disentangling.Discriminator().apply({"params": discriminator}, z)  # noqa: E731
     p_real = jax.nn.softmax(apply(z))[:, 0]
     p_permuted = jax.nn.softmax(apply(disentangling.permute_dims(permute_key, z)))[:, 1]

@@ -69,17 +69,19 @@ def annealed_capacity(step, *, capacity_max, capacity_steps):
 
 def _elbo_terms(key, x_BxD, model, params, condition):
     """The batch's mean reconstruction and mean KL (one reparameterized draw per example, the
-    keys of `mean_over_examples`), and q(z|x) of every example: (mean (B, Z), variance (B, Z)).
-    The encoder runs once per example."""
+    keys of `mean_over_examples`), q(z|x) of every example: (mean (B, Z), variance (B, Z)),
+    and the ELBO's draw z of every example (B, Z). The encoder runs once per example; what a
+    caller leaves unused, jit drops."""
     def one(k, x, c):
         encode, decode, prior = model_functions(model, params, c)
         q = encode(x)
         _, aux = bounds.elbo(k, x, lambda _: q, decode, prior=prior)
-        return aux["reconstruction"], aux["kl"], q.mean(), q.variance()
+        z = q.sample(seed=k, sample_shape=(1,))[0]  # the draw `bounds.elbo` took from k
+        return aux["reconstruction"], aux["kl"], q.mean(), q.variance(), z
 
     keys = jax.random.split(key, x_BxD.shape[0])
-    reconstruction_B, kl_B, mean_BxZ, variance_BxZ = jax.vmap(one)(keys, x_BxD, condition)
-    return jnp.mean(reconstruction_B), jnp.mean(kl_B), mean_BxZ, variance_BxZ
+    reconstruction_B, kl_B, mean_BxZ, variance_BxZ, z_BxZ = jax.vmap(one)(keys, x_BxD, condition)
+    return jnp.mean(reconstruction_B), jnp.mean(kl_B), mean_BxZ, variance_BxZ, z_BxZ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,7 @@ class DIPVAE:
                              "of the encoder means) or 'ii' (of the aggregate posterior)")
 
     def __call__(self, key, x_BxD, model, params, *, condition=None, lambda_od, lambda_d_factor):
-        reconstruction, kl, mean, variance = _elbo_terms(key, x_BxD, model, params, condition)
+        reconstruction, kl, mean, variance, _ = _elbo_terms(key, x_BxD, model, params, condition)
         covariance = dip_covariance(mean, variance if self.dip_type == "ii" else None)
         penalty = dip_penalty(covariance, lambda_od=lambda_od, lambda_d=lambda_d_factor * lambda_od)
         return kl - reconstruction + penalty, {"rate": kl, "distortion": -reconstruction,
@@ -123,7 +125,7 @@ class AnnealedVAE:
 
     def __call__(self, key, x_BxD, model, params, *, condition=None, step, capacity_max,
                  capacity_weight):
-        reconstruction, kl, _, _ = _elbo_terms(key, x_BxD, model, params, condition)
+        reconstruction, kl, _, _, _ = _elbo_terms(key, x_BxD, model, params, condition)
         capacity = annealed_capacity(step, capacity_max=capacity_max,
                                      capacity_steps=self.capacity_steps)
         loss = -reconstruction + capacity_weight * jnp.abs(kl - capacity)
@@ -185,23 +187,8 @@ class FactorVAE:
         latent = jax.eval_shape(lambda: model.posterior(params, jnp.zeros(data_shape)).mean())
         return Discriminator().init(key, jnp.zeros(latent.shape))["params"]
 
-    def _codes(self, key, x_BxD, model, params, condition):
-        """The batch's mean reconstruction and KL, one draw z per example from the keys the
-        ELBO objective uses (so with gamma = 0 the loss is the ELBO objective's), the codes
-        (B, Z), and the key of the permutation."""
-        def one(k, x, c):
-            encode, decode, prior = model_functions(model, params, c)
-            q = encode(x)
-            _, aux = bounds.elbo(k, x, lambda _: q, decode, prior=prior)
-            return aux["reconstruction"], aux["kl"], q.sample(seed=k, sample_shape=(1,))[0]  # its draw
-
-        keys = jax.random.split(key, x_BxD.shape[0])
-        reconstruction_B, kl_B, z_BxZ = jax.vmap(one)(keys, x_BxD, condition)
-        return (jnp.mean(reconstruction_B), jnp.mean(kl_B), z_BxZ,
-                jax.random.fold_in(key, PERMUTATION_STREAM))
-
     def __call__(self, key, x_BxD, model, params, *, condition=None, gamma, auxiliary):
-        reconstruction, kl, z_BxZ, _ = self._codes(key, x_BxD, model, params, condition)
+        reconstruction, kl, _, _, z_BxZ = _elbo_terms(key, x_BxD, model, params, condition)
         logits = Discriminator().apply({"params": jax.lax.stop_gradient(auxiliary)}, z_BxZ)
         tc = jnp.mean(logits[:, 0] - logits[:, 1])
         return kl - reconstruction + gamma * tc, {"rate": kl, "distortion": -reconstruction, "tc": tc}
@@ -209,8 +196,8 @@ class FactorVAE:
     def auxiliary_loss(self, key, x_BxD, model, params, auxiliary, *, condition=None):
         """D's loss on the codes of the same batch and draws as the model's loss (the model's
         parameters held fixed): (loss, metrics)."""
-        _, _, z_BxZ, permute_key = self._codes(key, x_BxD, model, jax.lax.stop_gradient(params),
-                                               condition)
+        *_, z_BxZ = _elbo_terms(key, x_BxD, model, jax.lax.stop_gradient(params), condition)
+        permute_key = jax.random.fold_in(key, PERMUTATION_STREAM)
         z_BxZ = jax.lax.stop_gradient(z_BxZ)
         apply = lambda z: Discriminator().apply({"params": auxiliary}, z)  # noqa: E731
         log_p_real = jax.nn.log_softmax(apply(z_BxZ))[:, 0]
