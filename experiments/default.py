@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.warmup_steps = 0        # linear: steps from 0 to beta
     config.objective.cycle_steps = 0         # cyclical: steps per cycle
     config.objective.free_bits = 0.0         # nats per latent dimension (per layer: hierarchical)
+    config.objective.kl_balance = False      # elbo, hierarchical models: NVAE's KL balancing while beta < 1
     config.objective.analytic_kl = True
     config.objective.alpha = 1.0             # tcvae: weight of the index-code mutual information
     config.objective.gamma = 1.0             # tcvae: weight of the dimension-wise KL; factor_vae: of the TC

@@ -24,8 +24,10 @@ FAMILIES = {
     "vampprior": ("vampprior.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4",
                                    "model.num_pseudo_inputs=5"]),
     "two_layer": ("iwae_two_layer.py", ["model.latent_dims=(6,3)", "model.hidden_sizes=((32,),(16,))"]),
+    # with NVAE's KL balancing during the warm-up
     "hierarchical": ("sonderby2016.py", ["model.kind=hierarchical", "model.latent_dims=(6,4,2)",
-                                         "model.hidden_sizes=((32,),(16,),(8,))", "objective.warmup_steps=16"]),
+                                         "model.hidden_sizes=((32,),(16,),(8,))", "objective.warmup_steps=16",
+                                         "objective.kl_balance=True"]),
     # with the training aids on: an EMA of the parameters, skipped updates, free bits per layer
     "ladder": ("sonderby2016.py", ["model.latent_dims=(6,4,2)", "model.hidden_sizes=((32,),(16,),(8,))",
                                    "objective.warmup_steps=16", "train.ema_decay=0.9",

@@ -336,6 +336,25 @@ def test_kl_unit_curves_sort_average_seeds_and_raise_collapsed_units_to_the_floo
     np.testing.assert_allclose(curves[3, 4.0], [0.5, plots.KL_FLOOR, plots.KL_FLOOR])
 
 
+def test_units_by_layer_draws_each_seed_and_the_mean_per_depth(tmp_path):
+    """Two depths, two models, two seeds each: every seed is a point, the mean a line; a
+    changed seed changes what is drawn; a row with mismatched lists is skipped and noted."""
+    def row(label, depth, seed):
+        dims = [64, 32, 16, 8, 4][:depth]
+        return {"label": label, "latent_dims": dims, "kl": [10.0 / (i + 1) + seed for i in range(depth)],
+                "active_units": [d // (2 + seed) for d in dims]}
+    rows = [row(label, depth, seed) for label in ("LVAE", "VAE") for depth in (2, 5) for seed in (0, 1)]
+    path = plots.units_by_layer(rows, tmp_path / "units.png")
+    assert _read_png(path).shape[:2] == (560, 800)
+    digest = plots.read_content_digest(path)
+    rows[0]["active_units"][0] = 0                             # seed 0 of LVAE, 2 layers, collapses
+    assert plots.read_content_digest(plots.units_by_layer(rows, tmp_path / "u2.png")) != digest
+    skipped = rows + [{"label": "VAE", "latent_dims": [64, 32], "kl": [1.0], "active_units": [1, 2]}]
+    fig_path = plots.units_by_layer(skipped, tmp_path / "u3.png")
+    assert plots.read_content_digest(fig_path) != plots.read_content_digest(tmp_path / "u2.png")
+    assert _read_png(plots.units_by_layer([], tmp_path / "empty.png")).shape[:2] == (560, 800)
+
+
 # ----------------------------------------------------------------------------- files and imports
 
 

@@ -240,3 +240,62 @@ def test_the_disentangling_objectives_sweep_as_vmapped_groups_over_their_strengt
     for row in rows:
         groups.setdefault(row["group"], []).append(row["name"])
     assert sorted(len(g) for g in groups.values()) == [2, 2, 2, 2]  # one group per method
+
+
+def test_kl_balance_coefficients_follow_nvae_and_carry_no_gradient():
+    """m_l = mean_b |KL_l| + 0.01 per group, divided by its size, normalised to mean 1 (NVAE's
+    kl_balancer), computed by hand; the gradient of the balanced KL is the coefficients alone."""
+    from vaejax.objectives import bounds
+
+    kl = {"z1": jnp.array([1.0, -3.0]), "z2": jnp.array([0.5, 0.5])}
+    sizes = {"z1": 4, "z2": 2}
+    share = np.array([(2.0 + 0.01) / 4, (0.5 + 0.01) / 2])
+    expected = share / share.mean()
+    coefficients = bounds.kl_balance_coefficients(kl, sizes)
+    np.testing.assert_allclose([coefficients["z1"], coefficients["z2"]], expected, rtol=1e-6)
+
+    def balanced(kl):
+        c = bounds.kl_balance_coefficients(kl, sizes)
+        return sum(c[name] * jnp.mean(kl[name]) for name in kl)
+
+    grads = jax.grad(balanced)(kl)
+    np.testing.assert_allclose(grads["z1"], [expected[0] / 2] * 2, rtol=1e-6)
+    np.testing.assert_allclose(grads["z2"], [expected[1] / 2] * 2, rtol=1e-6)
+
+
+def test_kl_balance_reweighs_each_layer_during_warm_up_only():
+    """With beta < 1 the loss is -(reconstruction - beta * sum_l c_l KL_l) of the same draws; at
+    beta = 1 (warm-up over) it is the plain ELBO's; it is refused with free bits, and for a
+    model without layers."""
+    import pytest
+
+    from vaejax.models import hierarchical, mlp
+    from vaejax.objectives import bounds
+    from vaejax.objectives.common import model_functions, over_examples
+    from vaejax.objectives.training import ELBO
+
+    model = hierarchical.hierarchical_vae(image_shape=(6,), latent_dims=(4, 2),
+                                          hidden_sizes=((8,), (4,)))
+    params = model.init(jax.random.key(0))
+    x = (jax.random.uniform(jax.random.key(1), (5, 6)) > 0.5).astype(jnp.float32)
+    key = jax.random.key(2)
+    balanced, plain = ELBO(kl_balance=True), ELBO()
+
+    _, aux = over_examples(bounds.elbo, key, x, lambda c: model_functions(model, params), beta=0.3)
+    kl = aux["kl_by_variable"]
+    c = bounds.kl_balance_coefficients(kl, {"z1": 4, "z2": 2})
+    assert abs(float(c["z1"]) - float(c["z2"])) > 1e-3   # the layers are weighed differently
+    expected = -(jnp.mean(aux["reconstruction"]) - 0.3 * (c["z1"] * jnp.mean(kl["z1"])
+                                                          + c["z2"] * jnp.mean(kl["z2"])))
+    loss, metrics = balanced(key, x, model, params, beta=jnp.float32(0.3))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert not np.isclose(float(loss), float(plain(key, x, model, params, beta=jnp.float32(0.3))[0]))
+    np.testing.assert_allclose(metrics["rate"], jnp.mean(aux["kl"]), rtol=1e-5)  # never reweighed
+    np.testing.assert_allclose(balanced(key, x, model, params, beta=jnp.float32(1.0))[0],
+                               plain(key, x, model, params, beta=jnp.float32(1.0))[0], rtol=1e-6)
+
+    with pytest.raises(ValueError, match="free_bits"):
+        ELBO(kl_balance=True, free_bits=0.5)
+    one_layer = mlp.mlp_vae(image_shape=(6,), latent_dim=2, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match="hierarchical model"):
+        balanced(key, x, one_layer, one_layer.init(jax.random.key(0)), beta=jnp.float32(0.3))

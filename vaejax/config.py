@@ -66,7 +66,8 @@ def config_of_module(module, path, overrides: Iterable[str] = ()) -> ml_collecti
 _ADDED_FIELDS = {
     "objective": {"gradient_estimator": "reparam", "num_groups": 1, "alpha": 1.0, "gamma": 1.0,
                   "sampling": "mws", "dip_type": "i", "lambda_od": 1.0, "lambda_d_factor": 10.0,
-                  "capacity_max": 25.0, "capacity_weight": 1000.0, "capacity_steps": 100_000},
+                  "capacity_max": 25.0, "capacity_weight": 1000.0, "capacity_steps": 100_000,
+                  "kl_balance": False},
     "eval": {"ais_steps": 0, "ais_chains": 16, "ais_num_examples": 100, "ais_batch_size": 10,
              "gap_steps": 0, "bdmc_examples": 0, "disentanglement": False,
              "disentanglement_examples": 10_000},

@@ -634,6 +634,59 @@ def _draw_mosaic(mosaic, images_shape, path, *, title, xticks=None, yticks=None,
     return _save(fig, path)
 
 
+def units_by_layer(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib.Path:
+    """What each stochastic layer of a hierarchy holds: the fraction of its units active (top)
+    and its KL(q || p) in nats per example (bottom), against the layer (1 = next to x), one
+    column of panels per depth. Each model is a line through the mean over its rows (seeds),
+    each row a point, so a seed that collapsed where the others did not stands apart.
+
+    rows: dicts with "label" (the model), "active_units" and "latent_dims" (one int per layer,
+    bottom first) and "kl" (one float per layer); a row whose lists are missing or of unequal
+    length is skipped. Size: SWEEP_FIGURE_PX.
+    """
+    rows = list(rows)
+    valid = [r for r in rows
+             if all(isinstance(r.get(k), Sequence) for k in ("active_units", "latent_dims", "kl"))
+             and len(r["active_units"]) == len(r["latent_dims"]) == len(r["kl"]) >= 1]
+    fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
+    fig.suptitle("Per stochastic layer (points: seeds; lines: their mean)", fontsize=TITLE_FONTSIZE)
+    if not valid:
+        _no_data(fig.add_subplot(), "no rows with per-layer results to plot")
+        return _save(fig, path)
+    depths = sorted({len(r["latent_dims"]) for r in valid})
+    labels = list(dict.fromkeys(r["label"] for r in valid))
+    axes = fig.subplots(2, len(depths), squeeze=False, sharex="col")
+    for column, depth in enumerate(depths):
+        top, bottom = axes[0, column], axes[1, column]
+        for i, label in enumerate(labels):
+            mine = [r for r in valid if r["label"] == label and len(r["latent_dims"]) == depth]
+            if not mine:
+                continue
+            layers = np.arange(1, depth + 1)
+            fraction = np.array([np.asarray(r["active_units"], float) / np.asarray(r["latent_dims"])
+                                 for r in mine])
+            kl = np.array([np.asarray(r["kl"], float) for r in mine])
+            for ax, values in ((top, fraction), (bottom, kl)):
+                ax.plot(layers, values.mean(axis=0), color=f"C{i % 10}", marker="o",
+                        markersize=4, label=label)
+                ax.scatter(np.repeat(layers[None], len(mine), 0).ravel(), values.ravel(),
+                           color=f"C{i % 10}", s=10, alpha=0.5)
+        top.set_title(f"{depth} layers", fontsize=9)
+        top.set_ylim(-0.05, 1.05)
+        bottom.set_xlabel("layer (1 = next to x)", fontsize=8)
+        bottom.set_xticks(np.arange(1, depth + 1))
+        for ax in (top, bottom):
+            ax.tick_params(labelsize=8)
+            ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("fraction of units active", fontsize=9)
+    axes[1, 0].set_ylabel("KL (nats per example)", fontsize=9)
+    handles = [Line2D([], [], color=f"C{i % 10}", marker="o", label=label)
+               for i, label in enumerate(labels)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(labels)), fontsize=9)
+    _note_skipped(fig, len(rows) - len(valid), len(rows))
+    return _save(fig, path)
+
+
 def _new_figure(width_px: int, height_px: int, **kwargs) -> Figure:
     # Older matplotlib (pyproject allows >= 3.8) truncates width_inches * dpi to an int,
     # and 0.29 * 100 = 28.999...; the 0.01-pixel nudge keeps the canvas width_px x height_px.

@@ -254,6 +254,29 @@ def elbo(key, x, encode, decode, *, likelihood="bernoulli", beta=1.0,
     return value, aux
 
 
+def kl_balance_coefficients(kl_by_variable_B, sizes, *, floor=0.01):
+    """NVAE's KL balancing coefficients (Vahdat & Kautz 2020, appendix A; NVAE's
+    `utils.kl_balancer`): one weight per latent group, with no gradient, that sets each group's
+    KL term in proportion to its share of the KL per unit, so that no group is left to collapse
+    while the others carry the rate.
+
+        m_l = mean_b |KL_l,b| + floor,   c_l = (m_l / a_l) / mean_j (m_j / a_j)
+
+    Args:
+        kl_by_variable_B: {group: (B,)} each example's KL of each group, nats.
+        sizes: {group: int} the group's number of latent units (a_l; NVAE's "square" weighting
+            of a group's spatial size is the same count for its image latents).
+        floor: added to each group's mean |KL| (NVAE's 0.01).
+
+    Returns:
+        {group: scalar} coefficients, mean 1 over the groups, stopped from the gradient.
+    """
+    names = list(kl_by_variable_B)
+    share = jnp.stack([(jnp.mean(jnp.abs(kl_by_variable_B[n])) + floor) / sizes[n] for n in names])
+    share = jax.lax.stop_gradient(share / jnp.mean(share))
+    return {name: share[i] for i, name in enumerate(names)}
+
+
 def _check_free_bits(free_bits, closed, q, p, *, analytic_kl, gradient_estimator) -> None:
     """Free bits need the closed-form KL per latent dimension (`closed.per_dim`) and the
     reparameterized gradient; a readable error otherwise (a traced free_bits is let through)."""

@@ -21,12 +21,12 @@ def model_functions(model, params, condition=None):
             lambda z: model.likelihood(params, z, condition), model.prior(params, condition))
 
 
-def mean_over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
-    """`bound(key_i, x_i, encode, decode, prior=prior, **kw)` averaged over a batch.
+def over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
+    """`bound(key_i, x_i, encode, decode, prior=prior, **kw)` for each example of a batch.
 
     Example i gets `jax.random.split(key, B)[i]` (the keys of `batch_elbo` & co.) and
     `(encode, decode, prior) = functions(condition_B[i])` (None when `condition_B` is None).
-    Returns (mean value, aux averaged over the batch axis).
+    Returns (values (B,), aux with a leading batch axis).
     """
     keys = jax.random.split(key, x_BxD.shape[0])
 
@@ -34,5 +34,10 @@ def mean_over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
         encode, decode, prior = functions(condition)
         return bound(k, x, encode, decode, prior=prior, **kw)
 
-    values_B, aux = jax.vmap(one)(keys, x_BxD, condition_B)
+    return jax.vmap(one)(keys, x_BxD, condition_B)
+
+
+def mean_over_examples(bound, key, x_BxD, functions, condition_B=None, **kw):
+    """`over_examples`, averaged over the batch: (mean value, aux averaged over the batch axis)."""
+    values_B, aux = over_examples(bound, key, x_BxD, functions, condition_B, **kw)
     return jnp.mean(values_B), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux)

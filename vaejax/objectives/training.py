@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
+import jax.numpy as jnp
 
 from vaejax import registry
 from vaejax.objectives import bounds, disentangling, tcvae, wake_sleep
-from vaejax.objectives.common import mean_over_examples, model_functions
+from vaejax.objectives.common import mean_over_examples, model_functions, over_examples
 
 OBJECTIVES = registry.Registry(
     "objective", "objective.kind",
@@ -45,7 +47,8 @@ OBJECTIVES = registry.Registry(
     neutral=dict(num_samples=1, num_groups=1, gradient_estimator="reparam", analytic_kl=True,
                  free_bits=0.0, beta=1.0, alpha=1.0, gamma=1.0, sampling="mws",
                  beta_schedule="constant", dip_type="i", lambda_od=1.0, lambda_d_factor=10.0,
-                 capacity_max=25.0, capacity_weight=1000.0, capacity_steps=100_000),
+                 capacity_max=25.0, capacity_weight=1000.0, capacity_steps=100_000,
+                 kl_balance=False),
     supplied=("dataset_size",),
     implied={"beta": ("beta_schedule",)})
 
@@ -74,13 +77,33 @@ class ELBO(_WithGradientEstimator):
     analytic_kl: bool = True
     free_bits: float = 0.0
     gradient_estimator: str = "reparam"
+    kl_balance: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kl_balance and self.free_bits != 0.0:
+            raise ValueError("objective.kl_balance and objective.free_bits both reweigh each layer's "
+                             "KL term: use one of them (NVAE balances, VDVAE floors).")
 
     def __call__(self, key, x_BxD, model, params, *, condition=None, beta):
-        value, aux = mean_over_examples(bounds.elbo, key, x_BxD, _functions(model, params), condition,
-                                        beta=beta, num_samples=self.num_samples,
-                                        analytic_kl=self.analytic_kl, free_bits=self.free_bits,
-                                        gradient_estimator=self.gradient_estimator)
-        return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
+        functions = _functions(model, params)
+        kw = dict(beta=beta, num_samples=self.num_samples, analytic_kl=self.analytic_kl,
+                  free_bits=self.free_bits, gradient_estimator=self.gradient_estimator)
+        if not self.kl_balance:
+            value, aux = mean_over_examples(bounds.elbo, key, x_BxD, functions, condition, **kw)
+            return -value, {"rate": aux["kl"], "distortion": -aux["reconstruction"]}
+        values_B, aux_B = over_examples(bounds.elbo, key, x_BxD, functions, condition, **kw)
+        if "kl_by_variable" not in aux_B:
+            raise ValueError("objective.kl_balance balances the KL of each stochastic layer: it needs "
+                             "a hierarchical model (model.kind=hierarchical, ladder, two_layer).")
+        encode = functions(None if condition is None else condition[0])[0]
+        sizes = {name: math.prod(shape) for name, shape in encode(x_BxD[0]).event_shape.items()}
+        kl_B = aux_B["kl_by_variable"]
+        coefficients = bounds.kl_balance_coefficients(kl_B, sizes)
+        balanced = sum(coefficients[name] * jnp.mean(kl_B[name]) for name in kl_B)
+        reconstruction = jnp.mean(aux_B["reconstruction"])
+        value = jnp.where(beta < 1.0, reconstruction - beta * balanced, jnp.mean(values_B))
+        return -value, {"rate": jnp.mean(aux_B["kl"]), "distortion": -reconstruction}
 
 
 def _weight_metrics(aux):
