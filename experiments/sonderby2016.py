@@ -12,9 +12,11 @@ normalisation and warm-up: 81.74 nats (table 1).
         --config.model.kind=hierarchical                                                  # VAE
     vaejax sweep experiments/sonderby2016.py --workdir runs/sonderby/seeds                # 3 seeds
 
-Where this differs from the paper: no batch normalisation (the model has none yet), and the
-differences of `vaejax.models.hierarchical` from the authors' code (variances as exp(logvar),
-the bottom-up MLP reading d_{i-1}).
+Where this differs from the paper: weight normalisation with data-dependent initialisation
+(`--config.model.normalization=weight_norm`) in place of batch normalisation (why:
+`vaejax.models.weight_norm`), and the differences of `vaejax.models.hierarchical` from the
+authors' code (the bottom-up MLP reading d_{i-1}, the ladder sharing the generative
+model's top-down parameters).
 """
 
 import ml_collections
@@ -34,6 +36,7 @@ def get_config():
     config.model = ml_collections.ConfigDict(dict(
         kind="ladder",                            # ladder | hierarchical (bottom-up inference)
         variance="softplus",                      # softplus(raw) + 1e-5, as the LVAE code
+        normalization="none",                     # or weight_norm (vaejax.models.weight_norm)
         latent_dims=LATENTS,
         hidden_sizes=HIDDEN,
         activation="leaky_relu",

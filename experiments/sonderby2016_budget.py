@@ -1,16 +1,16 @@
 """Sønderby et al. (2016), table 1's comparison on MNIST at one shared, small budget.
 
 Bottom-up VAE and LVAE, 2 and 5 stochastic layers (64-32[-16-8-4] latents, 512-256[-128-64-32]
-hidden units), each with and without KL warm-up, each over 3 seeds as one vmapped group: 8
-groups, 24 runs. Everything else is `sonderby2016.py` (the paper's model, batch 256, Adam 2e-4,
+hidden units), each with and without KL warm-up; and with weight normalisation (WN, in place
+of the paper's batch normalisation: `vaejax.models.weight_norm` says why) the VAE with and
+without warm-up and the LVAE with it. Each row over 3 seeds as one vmapped group: 14 groups,
+42 runs. Everything else is `sonderby2016.py` (the paper's model, batch 256, Adam 2e-4,
 dynamically binarized MNIST), except the budget:
 
 - 50 epochs (11,700 updates) instead of 2000;
 - warm-up over the first 5 epochs, the paper's share (200 of 2000 epochs);
 - the test NLL by IWAE K=1000 on the first 1,000 test images instead of K=5000 on all 10,000
   (the same images for every row, so rows compare pairwise).
-
-No batch normalisation (the paper's "+BN" rows have no counterpart here).
 
     vaejax sweep experiments/sonderby2016_budget.py --workdir sweeps/sonderby2016_budget
     # on two cores, one shard each:
@@ -44,16 +44,27 @@ def get_config():
     return config
 
 
+def _runs(kind, depth, *, warmup, weight_norm=False):
+    latents, hidden = DEPTHS[depth]
+    schedule = {} if warmup else {"objective.beta_schedule": "constant", "objective.warmup_steps": 0}
+    norm = {"model.normalization": "weight_norm"} if weight_norm else {}
+    return [{"model.kind": kind, "model.latent_dims": latents, "model.hidden_sizes": hidden,
+             **schedule, **norm, "seed": seed} for seed in SEEDS]
+
+
 def get_sweep():
-    """Warm-up first, then without; within each, 5 layers then 2, ladder then bottom-up,
-    so that `--shard i/2` gives each shard one inference model's groups."""
+    """Table 1's columns at each depth: VAE, VAE + warm-up, LVAE, LVAE + warm-up (warm-up
+    first, 5 layers then 2, ladder then bottom-up, so that `--shard i/2` gives each shard one
+    inference model's groups); then, with weight normalisation in place of the paper's batch
+    normalisation, VAE + WN, VAE + WN + warm-up and LVAE + WN + warm-up."""
     runs = []
     for warmup in (True, False):
-        for depth, (latents, hidden) in DEPTHS.items():
+        for depth in DEPTHS:
             for kind in ("ladder", "hierarchical"):
-                schedule = {} if warmup else {"objective.beta_schedule": "constant",
-                                              "objective.warmup_steps": 0}
-                for seed in SEEDS:
-                    runs.append({"model.kind": kind, "model.latent_dims": latents,
-                                 "model.hidden_sizes": hidden, **schedule, "seed": seed})
+                runs += _runs(kind, depth, warmup=warmup)
+    for depth in DEPTHS:
+        runs += _runs("ladder", depth, warmup=True, weight_norm=True)
+        runs += _runs("hierarchical", depth, warmup=True, weight_norm=True)
+    for depth in DEPTHS:
+        runs += _runs("hierarchical", depth, warmup=False, weight_norm=True)
     return runs

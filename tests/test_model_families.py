@@ -28,10 +28,12 @@ FAMILIES = {
     "hierarchical": ("sonderby2016.py", ["model.kind=hierarchical", "model.latent_dims=(6,4,2)",
                                          "model.hidden_sizes=((32,),(16,),(8,))", "objective.warmup_steps=16",
                                          "objective.kl_balance=True"]),
-    # with the training aids on: an EMA of the parameters, skipped updates, free bits per layer
+    # with the training aids on: an EMA of the parameters, skipped updates, free bits per layer,
+    # weight normalisation initialised on the training images
     "ladder": ("sonderby2016.py", ["model.latent_dims=(6,4,2)", "model.hidden_sizes=((32,),(16,),(8,))",
                                    "objective.warmup_steps=16", "train.ema_decay=0.9",
-                                   "optimizer.skip_grad_norm=1000.0", "objective.free_bits=0.1"]),
+                                   "optimizer.skip_grad_norm=1000.0", "objective.free_bits=0.1",
+                                   "model.normalization=weight_norm"]),
     "iaf": ("iaf.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4", "model.flow_steps=2",
                        "model.flow_hidden_sizes=(16,)", "model.context_dim=8"]),
     "conditional": ("cvae.py", ["model.hidden_sizes=(32,)", "model.latent_dim=4"]),

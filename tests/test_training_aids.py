@@ -299,3 +299,52 @@ def test_kl_balance_reweighs_each_layer_during_warm_up_only():
     one_layer = mlp.mlp_vae(image_shape=(6,), latent_dim=2, hidden_sizes=(4,))
     with pytest.raises(ValueError, match="hierarchical model"):
         balanced(key, x, one_layer, one_layer.init(jax.random.key(0)), beta=jnp.float32(0.3))
+
+
+def test_weight_norm_layer_is_g_v_over_its_norm_and_initialises_on_data():
+    """y = g (x @ v) / ||v|| + b by hand; initialised on a batch, each unit's pre-activation has
+    mean 0 and variance 1 over it (Salimans & Kingma's data-dependent init); on one example,
+    g = 1 and b = 0."""
+    from vaejax.models.weight_norm import WNDense
+
+    x = jax.random.normal(jax.random.key(0), (300, 5)) * 3.0 + 1.0
+    layer = WNDense(4)
+    params = layer.init(jax.random.key(1), x)["params"]
+    v, g, b = (np.asarray(params[k]) for k in ("kernel", "scale", "bias"))
+    t = np.asarray(x) @ (np.asarray(v) / np.linalg.norm(v, axis=0))
+    np.testing.assert_allclose(layer.apply({"params": params}, x), t * g + b, rtol=1e-5, atol=1e-5)
+    y = t * g + b
+    np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.var(0), 1.0, rtol=1e-4)
+    one = layer.init(jax.random.key(1), x[0])["params"]
+    np.testing.assert_array_equal(one["scale"], 1.0)
+    np.testing.assert_array_equal(one["bias"], 0.0)
+    np.testing.assert_array_equal(one["kernel"], v)  # the same draw of v either way
+
+
+def test_weight_norm_hierarchies_initialise_every_layer_on_the_images():
+    """The ladder's bottom-up layers (deterministic in x) start with unit pre-activations on
+    the init images; without the images, or with normalization 'none', init reads no data."""
+    from vaejax.models import hierarchical
+
+    rng = np.random.default_rng(0)
+    images = (rng.uniform(size=(400, 12)) < 0.3).astype(np.float32)
+    kw = dict(image_shape=(12,), latent_dims=(4, 3, 2), hidden_sizes=((8, 8), (6,), (5,)),
+              activation="leaky_relu")
+    model = hierarchical.ladder_vae(**kw, normalization="weight_norm", init_images=images)
+    params = model.init(jax.random.key(0))
+    d = images
+    for name in ("up_z1", "up_z2", "up_z3"):
+        layers = params[name]
+        for i in range(len([k for k in layers if k.startswith("WNDense")])):
+            w = {k: np.asarray(v) for k, v in layers[f"WNDense_{i}"].items()}
+            pre = d @ (w["kernel"] / np.linalg.norm(w["kernel"], axis=0)) * w["scale"] + w["bias"]
+            np.testing.assert_allclose(pre.mean(0), 0.0, atol=2e-4)
+            np.testing.assert_allclose(pre.var(0), 1.0, rtol=2e-3)
+            d = np.asarray(jax.nn.leaky_relu(pre))
+    for name in ("p_x", "p_z1", "p_z2"):  # p's layers too: initialised on draws of q
+        assert not np.allclose(params[name]["WNDense_0"]["scale"], 1.0)
+    without = hierarchical.ladder_vae(**kw, normalization="weight_norm").init(jax.random.key(0))
+    np.testing.assert_array_equal(without["up_z1"]["WNDense_0"]["scale"], 1.0)
+    plain = hierarchical.ladder_vae(**kw, init_images=images)  # no normalization: images unused
+    assert plain.init_images is None and "Dense_0" in plain.init(jax.random.key(0))["up_z1"]

@@ -76,6 +76,9 @@ _ADDED_FIELDS = {
     "optimizer": {"skip_grad_norm": 0.0},
 }
 
+# Model settings added since, by model.kind: the value runs recorded before them used.
+_ADDED_MODEL_FIELDS = {"hierarchical": {"normalization": "none"}, "ladder": {"normalization": "none"}}
+
 
 def upgrade_eval_settings(settings: dict) -> dict:
     """A results.json's `eval_settings` written by an older vaejax, with the eval settings
@@ -93,6 +96,9 @@ def upgrade(config: dict) -> dict:
     for section, added in _ADDED_FIELDS.items():
         if section in config:
             config[section] = {**added, **config[section]}
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("kind") in _ADDED_MODEL_FIELDS:
+        config["model"] = {**_ADDED_MODEL_FIELDS[model["kind"]], **model}
     return config
 
 

@@ -34,6 +34,12 @@ class Examples(NamedTuple):
         mean = np.asarray(self.images).mean(axis=0, dtype=np.float64)
         return (mean / 255.0 if self.images.dtype == np.uint8 else mean).astype(np.float32)
 
+    def init_images(self, n: int = 500) -> np.ndarray:
+        """(min(n, N), H, W, C) float32: the first n images, intensities / 255 for uint8 pixels
+        (as `mean_image`): what a data-dependent initialization reads."""
+        images = np.asarray(self.images[:n])
+        return (images / 255.0 if images.dtype == np.uint8 else images).astype(np.float32)
+
     def take(self, index) -> "Examples":
         """The examples at `index` (an index array, or a slice) of every field."""
         return jax.tree.map(lambda a: a[index], self)

@@ -52,14 +52,17 @@ def data_shape(model, image_shape) -> tuple[int, ...]:
     return tuple(int(d) for d in getattr(model, "data_shape", image_shape))
 
 
-def build(model_config, image_shape, *, search_path: str | None = None, mean_image=None):
+def build(model_config, image_shape, *, search_path: str | None = None, mean_image=None,
+          init_images=None):
     """The model `model_config.kind` names, called with `image_shape=` (the image shape
     (H, W, C)) and the other fields of `model_config` (a ConfigDict or dict) as keyword
     arguments. (The model it returns may have a `data_shape`: the shape of the x it reads.)
 
     A factory whose signature names `mean_image` also gets it: the mean training image
     (`image_shape`, intensities / 255), for a data-dependent initialization; `mean_image`
-    may be a function returning it, called only then.
+    may be a function returning it, called only then. A factory that names `init_images` gets
+    `init_images` as it is: the first training images, (N, H, W, C) intensities / 255, or a
+    function returning them, for a data-dependent initialization (weight normalisation's).
 
     A factory that still takes `data_shape` (the name factories were once called with)
     and not `image_shape` is refused with a ValueError that says to rename it.
@@ -78,6 +81,8 @@ def build(model_config, image_shape, *, search_path: str | None = None, mean_ima
     extra = {}
     if "mean_image" in parameters:  # computed only when asked for
         extra["mean_image"] = mean_image() if callable(mean_image) else mean_image
+    if "init_images" in parameters:  # passed on as it is: read only by a model that needs it
+        extra["init_images"] = init_images
     return registry.call_with_fields(factory, fields, what=f"model.kind={kind!r}",
                                      image_shape=tuple(int(d) for d in image_shape), **extra)
 

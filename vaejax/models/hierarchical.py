@@ -43,11 +43,13 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaejax import distributions
 from vaejax.models.base import (MODELS, activation_fn, check_sizes, likelihood_distribution,
                                 likelihood_head, output_bias_init)
 from vaejax.models.mlp import MLPDecoder
+from vaejax.models.weight_norm import NORMALIZATIONS, InitImages, hidden_dense
 
 
 VARIANCES = ("exp", "softplus")
@@ -73,12 +75,13 @@ class ConditionalGaussian(nn.Module):
     output_dim: int
     activation: str = "tanh"
     variance: str = "exp"  # how the head's second half becomes a variance (`VARIANCES`)
+    normalization: str = "none"  # of the hidden layers (`weight_norm.NORMALIZATIONS`)
 
     @nn.compact
     def __call__(self, a):
         h = a
         for size in self.hidden_sizes:
-            h = activation_fn(self.activation)(nn.Dense(size)(h))
+            h = activation_fn(self.activation)(hidden_dense(self.normalization, size)(h))
         mean, raw = jnp.split(nn.Dense(2 * self.output_dim)(h), 2, axis=-1)
         return mean, log_variance(self.variance, raw)
 
@@ -92,11 +95,12 @@ class LadderBlock(nn.Module):
     output_dim: int
     activation: str = "tanh"
     variance: str = "exp"
+    normalization: str = "none"
 
     @nn.compact
     def __call__(self, d):
         for size in self.hidden_sizes:
-            d = activation_fn(self.activation)(nn.Dense(size)(d))
+            d = activation_fn(self.activation)(hidden_dense(self.normalization, size)(d))
         mean, raw = jnp.split(nn.Dense(2 * self.output_dim)(d), 2, axis=-1)
         return d, mean, log_variance(self.variance, raw)
 
@@ -302,12 +306,17 @@ class HierarchicalVAE:
     latent_dims: tuple[int, ...]
     inference: str = "bottom_up"
     likelihood_kind: str = "bernoulli"
+    # With weight normalisation: the images its data-dependent initialisation reads, (N,) +
+    # data_shape in [0, 1] (`Batch`); None initialises without data (g = 1, b = 0).
+    init_images: Any = None
 
     @property
     def _up_prefix(self) -> str:
         return "up" if self.inference == "ladder" else "q"
 
     def init(self, key: jax.Array) -> dict[str, Any]:
+        if self.init_images is not None:
+            return self._data_dependent_init(key, jnp.asarray(self.init_images.array))
         names, dims = _names(len(self.latent_dims)), self.latent_dims
         keys = jax.random.split(key, 2 * len(dims))
         params = {}
@@ -322,6 +331,39 @@ class HierarchicalVAE:
         for i, module in enumerate(self.down):  # p_z{i+1} reads z_{i+2}
             params[f"p_{names[i]}"] = module.init(keys[len(dims) + i], jnp.zeros((dims[i + 1],)))["params"]
         params["p_x"] = self.p_x.init(keys[-1], jnp.zeros((dims[0],)))["params"]
+        return params
+
+    def _data_dependent_init(self, key, x_NxD) -> dict[str, Any]:
+        """`init`, with every weight-normalised layer initialised on the activations it sees
+        in training (`weight_norm.WNDense`): q's layers on the images' bottom-up pass, and p's
+        on draws of q(z|x) for those images, the inputs the ELBO gives them. The same keys as
+        `init` for the parameters, and `fold_in(key, 1)` for the draws."""
+        names, dims = _names(len(self.latent_dims)), self.latent_dims
+        keys = jax.random.split(key, 2 * len(dims))
+        draw_keys = iter(jax.random.split(jax.random.fold_in(key, 1), len(dims)))
+        params, z = {}, {}
+        if self.inference == "ladder":
+            d, up = x_NxD, []
+            for i, module in enumerate(self.up):
+                variables = module.init(keys[i], d)
+                params[f"up_{names[i]}"] = variables["params"]
+                d, mean, logvar = module.apply(variables, d)
+                up.append((mean, logvar))
+            z[len(dims) - 1] = distributions.diag_gaussian_sample(next(draw_keys), *up[-1])
+            for i in reversed(range(len(dims) - 1)):  # p_z{i+1} reads z_{i+2}, top-down
+                variables = self.down[i].init(keys[len(dims) + i], z[i + 1])
+                params[f"p_{names[i]}"] = variables["params"]
+                mean, logvar = precision_weighted(*up[i], *self.down[i].apply(variables, z[i + 1]))
+                z[i] = distributions.diag_gaussian_sample(next(draw_keys), mean, logvar)
+        else:
+            a = x_NxD
+            for i, module in enumerate(self.up):
+                variables = module.init(keys[i], a)
+                params[f"q_{names[i]}"] = variables["params"]
+                a = z[i] = distributions.diag_gaussian_sample(next(draw_keys), *module.apply(variables, a))
+            for i, module in enumerate(self.down):
+                params[f"p_{names[i]}"] = module.init(keys[len(dims) + i], z[i + 1])["params"]
+        params["p_x"] = self.p_x.init(keys[-1], z[0])["params"]
         return params
 
     def _check_x(self, x):
@@ -375,7 +417,8 @@ INFERENCE = ("bottom_up", "ladder")
 
 
 def _build(kind: str, inference: str, *, image_shape, latent_dims, hidden_sizes, activation,
-           variance, likelihood, gaussian_logvar, output_bias, mean_image) -> HierarchicalVAE:
+           variance, likelihood, gaussian_logvar, output_bias, mean_image,
+           normalization="none", init_images=None) -> HierarchicalVAE:
     activation_fn(activation)  # validate early
     check_sizes(latent_dims=latent_dims, hidden_sizes=hidden_sizes)
     latent_dims = tuple(int(d) for d in latent_dims)
@@ -388,15 +431,22 @@ def _build(kind: str, inference: str, *, image_shape, latent_dims, hidden_sizes,
             "z_{i+1} (z_0 = x), e.g. ((512, 512), (256, 256)).")
     if variance not in VARIANCES:
         raise ValueError(f"Unknown model.variance {variance!r}; choose one of {VARIANCES}.")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"Unknown model.normalization {normalization!r}; choose one of {NORMALIZATIONS}.")
     flat = (math.prod(int(d) for d in image_shape),)
     block = LadderBlock if inference == "ladder" else ConditionalGaussian
-    up = tuple(block(h, z, activation, variance) for h, z in zip(hidden_sizes, latent_dims))
+    up = tuple(block(h, z, activation, variance, normalization)
+               for h, z in zip(hidden_sizes, latent_dims))
     down = tuple(ConditionalGaussian(tuple(reversed(hidden_sizes[i + 1])), latent_dims[i], activation,
-                                     variance) for i in range(len(latent_dims) - 1))
+                                     variance, normalization) for i in range(len(latent_dims) - 1))
     p_x = likelihood_head(likelihood, MLPDecoder(tuple(reversed(hidden_sizes[0])), flat, activation,
-                          output_bias_init(output_bias, likelihood, mean_image, flat)),
+                          output_bias_init(output_bias, likelihood, mean_image, flat), normalization),
                           flat, gaussian_logvar)
-    return HierarchicalVAE(up, down, p_x, flat, latent_dims, inference, likelihood)
+    images = None
+    if normalization == "weight_norm" and init_images is not None:
+        array = init_images() if callable(init_images) else init_images
+        images = InitImages(np.asarray(array, np.float32).reshape((-1,) + flat))
+    return HierarchicalVAE(up, down, p_x, flat, latent_dims, inference, likelihood, images)
 
 
 # Sønderby et al. (2016)'s MNIST model: 5 stochastic layers, two-layer MLPs between them.
@@ -409,16 +459,19 @@ def hierarchical_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] =
                      hidden_sizes: Sequence[Sequence[int]] = SONDERBY_HIDDEN,
                      activation: str = "tanh", variance: str = "softplus",
                      likelihood: str = "bernoulli", gaussian_logvar: str | float = "learned",
-                     output_bias: str = "zeros", mean_image=None) -> HierarchicalVAE:
+                     output_bias: str = "zeros", normalization: str = "none", mean_image=None,
+                     init_images=None) -> HierarchicalVAE:
     """L stochastic layers with bottom-up inference q(z1|x) q(z2|z1) ... (Burda et al. 2015);
     the defaults are Sønderby et al.'s MNIST widths. `latent_dims[i]` and `hidden_sizes[i]`
     (the layers between z_i and z_{i+1}, mirrored in p) per layer; `variance` how every
     Gaussian's variance is computed (`log_variance`: "softplus" as the LVAE code, or "exp");
-    `likelihood`, `gaussian_logvar` and `output_bias` as for the MLP VAE."""
+    `normalization` of every hidden layer ("none", or "weight_norm": `vaejax.models.weight_norm`,
+    initialised on `init_images`, the first training images); `likelihood`, `gaussian_logvar`
+    and `output_bias` as for the MLP VAE."""
     return _build("hierarchical", "bottom_up", image_shape=image_shape, latent_dims=latent_dims,
                   hidden_sizes=hidden_sizes, activation=activation, variance=variance,
-                  likelihood=likelihood,
-                  gaussian_logvar=gaussian_logvar, output_bias=output_bias, mean_image=mean_image)
+                  likelihood=likelihood, gaussian_logvar=gaussian_logvar, output_bias=output_bias,
+                  mean_image=mean_image, normalization=normalization, init_images=init_images)
 
 
 @MODELS.register("ladder")
@@ -426,16 +479,16 @@ def ladder_vae(*, image_shape: Sequence[int], latent_dims: Sequence[int] = SONDE
                hidden_sizes: Sequence[Sequence[int]] = SONDERBY_HIDDEN, activation: str = "tanh",
                variance: str = "softplus", likelihood: str = "bernoulli",
                gaussian_logvar: str | float = "learned", output_bias: str = "zeros",
-               mean_image=None) -> HierarchicalVAE:
+               normalization: str = "none", mean_image=None, init_images=None) -> HierarchicalVAE:
     """The Ladder VAE (Sønderby et al. 2016): the generative model of `hierarchical` with
     top-down inference merged with a deterministic bottom-up pass by precision weighting.
     `hidden_sizes[i]` are the layers of the bottom-up block from d_i to d_{i+1} (d_0 = x) and,
-    reversed, of p(z_i | z_{i+1}); `variance` as for `hierarchical`. The defaults are the
-    paper's MNIST model."""
+    reversed, of p(z_i | z_{i+1}); `variance` and `normalization` as for `hierarchical`. The
+    defaults are the paper's MNIST model."""
     return _build("ladder", "ladder", image_shape=image_shape, latent_dims=latent_dims,
                   hidden_sizes=hidden_sizes, activation=activation, variance=variance,
-                  likelihood=likelihood,
-                  gaussian_logvar=gaussian_logvar, output_bias=output_bias, mean_image=mean_image)
+                  likelihood=likelihood, gaussian_logvar=gaussian_logvar, output_bias=output_bias,
+                  mean_image=mean_image, normalization=normalization, init_images=init_images)
 
 
 @MODELS.register("two_layer")

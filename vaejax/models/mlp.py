@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vaejax.models.base import MODELS, EncoderDecoderVAE, activation_fn, check_sizes, output_bias_init
+from vaejax.models.weight_norm import hidden_dense
 
 
 class MLPEncoder(nn.Module):
@@ -37,14 +38,16 @@ class MLPDecoder(nn.Module):
     output_shape: tuple[int, ...]
     activation: str = "relu"
     output_bias_init: Callable = nn.initializers.zeros_init()
+    normalization: str = "none"  # of the hidden layers (`weight_norm.NORMALIZATIONS`)
 
     @nn.compact
     def __call__(self, z):
+        """z (..., Z) -> (..., *output_shape): leading axes are kept."""
         h = z
         for size in self.hidden_sizes:
-            h = activation_fn(self.activation)(nn.Dense(size)(h))
+            h = activation_fn(self.activation)(hidden_dense(self.normalization, size)(h))
         out = nn.Dense(math.prod(self.output_shape), bias_init=self.output_bias_init)(h)
-        return out.reshape(self.output_shape)
+        return out.reshape(out.shape[:-1] + tuple(self.output_shape))
 
 
 @MODELS.register("mlp")
