@@ -184,3 +184,17 @@ def test_a_sweep_runs_record_resolves_from_the_sweep_file_and_its_point(tmp_path
                                                          "config.train.epochs, config.train.batch_size = 1, 32"))
     problems = published.check("docs/toy", repo=root, readme=root / "README.md")
     assert any("train.batch_size: recorded 64, resolved today 32" in p for p in problems), problems
+
+
+def test_hardware_of_names_each_machine_once():
+    """Records of one CPU, some from before run.json recorded the cores used: one entry."""
+    def record(cpu, cores, used):
+        hardware = {"cpu": cpu, "cores": cores} | ({} if used is ... else {"cores_used": used})
+        return published.Record("r", pathlib.Path("."), {}, {"hardware": hardware}, None, [], {})
+
+    xeon = "Intel(R) Xeon(R) Processor"
+    assert published.hardware_of({"a": record(xeon, 2, None), "b": record(xeon, 2, 1)}) == \
+        f"{xeon} (2 cores, 1 used where recorded)"
+    assert published.hardware_of({"a": record(xeon, 2, 1), "b": record(xeon, 2, 1)}) == f"{xeon} (2 cores, 1 used)"
+    assert published.hardware_of({"a": record(xeon, 2, ...), "b": record("EPYC", 64, 2)}) == \
+        f"EPYC (64 cores, 2 used); {xeon} (2 cores)"

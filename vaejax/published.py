@@ -203,8 +203,20 @@ def hardware_name(hardware: dict) -> str:
 
 
 def hardware_of(records: dict[str, Record]) -> str:
-    """The machines `records` were trained on (`hardware_name`), joined by "; "."""
-    return "; ".join(sorted({hardware_name(r.run["hardware"]) for r in records.values()}))
+    """The machines `records` were trained on, one entry per CPU and core count, joined by
+    "; ": "CPU (N cores)", with the cores the runs used where run.json recorded them ("N
+    cores, 1 used"; "... where recorded" when some older records did not)."""
+    machines: dict[tuple, set] = {}
+    for record in records.values():
+        hardware = record.run["hardware"]
+        machines.setdefault((hardware["cpu"], hardware["cores"]), set()).add(hardware.get("cores_used"))
+    entries = []
+    for (cpu, cores), used in sorted(machines.items()):
+        known = sorted(u for u in used if u)
+        where = " where recorded" if known and len(known) < len(used) else ""
+        entries.append(f"{cpu} ({cores} cores" + (f", {'/'.join(map(str, known))} used{where})"
+                                                  if known else ")"))
+    return "; ".join(entries)
 
 
 def nll_cell(results: dict) -> str:
