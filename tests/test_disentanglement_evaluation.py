@@ -120,3 +120,29 @@ def test_a_sweeps_members_are_scored_and_the_tables_show_the_scores(tmp_path):
     assert "disentanglement/mig" in table and "disentanglement/factor_vae_eval_accuracy" in table
     header = (tmp_path / "sweep" / "results.csv").read_text().splitlines()[0]
     assert "disentanglement/dci_completeness" in header and "disentanglement/explicitness_test" in header
+
+
+def test_each_factor_gets_the_latent_that_encodes_it():
+    """Codes that hold factor f in dimension perm[f] (plus a noise dimension) give back perm."""
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 6, size=(2000, 3))
+    perm = np.array([2, 0, 3])
+    codes = rng.normal(size=(2000, 4)) * 0.01
+    codes[:, perm] += factors
+    codes[:, 1] = rng.normal(size=2000)  # dimension 1 encodes nothing
+    np.testing.assert_array_equal(de.factor_latents(codes, factors), perm)
+
+
+def test_a_run_with_figures_draws_a_traversal_per_factor(tmp_path):
+    from PIL import Image
+
+    from vaejax import train  # noqa: PLC0415
+
+    config = _squares_config("eval.disentanglement=True", "eval.disentanglement_examples=200",
+                             "eval.figures=True")
+    train.train(config, tmp_path / "run", log=lambda *_: None)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "factor_traversals.png" in results["figures"]
+    with Image.open(tmp_path / "run" / "figures" / "factor_traversals.png") as image:
+        # one row per factor of squares (x, y, size): 3 rows of 32-pixel tiles at scale 2
+        assert image.height == 2 * (3 * 32 + 2) + 88

@@ -50,6 +50,15 @@ def encoder_means(program):
     return means
 
 
+def factor_latents(codes, factors, *, num_bins: int = metrics.NUM_BINS) -> np.ndarray:
+    """For each factor, the code dimension that tells most about it: the argmax over
+    dimensions of their mutual information, binned as MIG bins (`disentanglement.discretize`).
+    codes (N, L) float, factors (N, F) int -> (F,) int."""
+    codes, factors = np.asarray(codes), np.asarray(factors)
+    mi = metrics.mutual_info_matrix(metrics.discretize(codes, num_bins), factors)  # (L, F)
+    return np.argmax(mi, axis=0)
+
+
 def evaluate(program, params, lookup: GridLookup, *, seed: int, num_examples: int,
              log=print) -> dict:
     """results.json's `disentanglement/*` fields of one model (see the module docstring);

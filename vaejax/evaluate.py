@@ -319,6 +319,9 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     paths = []
     if config.eval.figures:
         paths = figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
+        if config.eval.get("disentanglement", False):
+            paths.append(figures.draw_factor_traversals(workdir, program, params, grid,
+                                                        seed=int(hyper["seed"])))
         results["figures"] = sorted(p.name for p in paths)
     with trackers.open_run(workdir) as tracked:
         tracked.results(results.get("epoch", 0), results, paths)

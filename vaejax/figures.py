@@ -206,6 +206,39 @@ def _draw_layer_samples(view: _ModelView, out: pathlib.Path, key, num_images: in
                                 out / "layer_samples.png", layers=list(prior.names))]
 
 
+FACTOR_TRAVERSAL_SDS = np.linspace(-2.0, 2.0, 9)  # steps, in sds of each latent's posterior means
+
+
+def draw_factor_traversals(workdir, program, params, grid, *, seed: int,
+                           num_examples: int = 2000) -> pathlib.Path:
+    """factor_traversals.png, for a dataset with ground-truth factors (`grid`, the run's
+    `Splits.grid`): a row per factor, the latent that tells most about it
+    (`disentanglement_evaluation.factor_latents` over the posterior means of `num_examples`
+    grid images drawn with `seed`) moved from the first image's own posterior mean by
+    `FACTOR_TRAVERSAL_SDS` of that latent's spread over the images, the others fixed. A
+    disentangled model changes only its row's factor along each row."""
+    from vaejax import disentanglement_evaluation  # noqa: PLC0415 (it imports nothing of figures)
+
+    rng = np.random.default_rng(seed)
+    factors = np.stack([rng.integers(0, s, num_examples) for s in grid.sizes], axis=1)
+    images = grid.images(factors)
+    codes = np.asarray(disentanglement_evaluation.encoder_means(program)(params, images))
+    latents = disentanglement_evaluation.factor_latents(codes, factors)
+    spread = codes.std(axis=0)
+    steps = FACTOR_TRAVERSAL_SDS
+    z = np.repeat(codes[:1], len(latents) * len(steps), axis=0)
+    for row, j in enumerate(latents):
+        z[row * len(steps):(row + 1) * len(steps), j] = codes[0, j] + steps * spread[j]
+    view = _model_view(program.model, params, tuple(images.shape[1:]), None, jax.random.key(seed))
+    decoded = np.asarray(view.decode(jnp.asarray(z), None))
+    return plots.latent_traversals(
+        decoded, pathlib.Path(workdir) / "figures" / "factor_traversals.png",
+        num_dims=len(latents), num_steps=len(steps), values=steps, dims=[int(j) for j in latents],
+        row_labels=[f"factor {f}: $z_{{{j}}}$" for f, j in enumerate(latents)],
+        title="Each factor's most informative latent, traversed (others fixed)",
+        xlabel="the latent's offset from the image's own mean, in sds of its posterior means")
+
+
 def sample_run(workdir, log=print) -> list[pathlib.Path]:
     """`vaejax sample --workdir`: the figures of the latest checkpoint of a run."""
     records.read_run_record(workdir)  # a clear error if `workdir` is not a run

@@ -179,13 +179,15 @@ def latent_manifold(images: np.ndarray, path: PathLike, *, grid_size: int, exten
 
 def latent_traversals(
         images: np.ndarray, path: PathLike, *, num_dims: int, num_steps: int, values: Sequence[float],
-        dims: Sequence[int] | None = None) -> pathlib.Path:
+        dims: Sequence[int] | None = None, row_labels: Sequence[str] | None = None,
+        title: str = "Latent traversals (one latent varied per row)",
+        xlabel: str = "latent value (other latents fixed)") -> pathlib.Path:
     """Latent traversals: row d varies one latent dimension over `values`, others fixed.
 
     images: (num_dims * num_steps, H, W, C), row-major: image d*num_steps + k was decoded
     with latent dims[d] set to values[k]. Rows are labelled "z_i" with i = dims[d]
-    (default dims = range(num_dims), the 0-based index into z); the bottom axis shows
-    `values` (every k-th, at most 11). Pixel size, with mosaic_w = num_steps*W + num_steps - 1
+    (default dims = range(num_dims), the 0-based index into z), or `row_labels[d]`; the
+    bottom axis shows `values` (every k-th, at most 11). Pixel size, with mosaic_w = num_steps*W + num_steps - 1
     and mosaic_h = num_dims*H + num_dims - 1:
         width  = max(s * mosaic_w + 88, 10 * 45 + 16),  height = s * mosaic_h + 88.
     """
@@ -207,10 +209,12 @@ def latent_traversals(
     scale_ref = float(np.max(np.abs(values[np.isfinite(values)]), initial=1.0))
     shown = _thinned(num_steps)
     xticks = ([col_starts[k] + (w - 1) / 2 for k in shown], [_fmt(values[k], scale_ref) for k in shown])
-    yticks = ([row_starts[d] + (h - 1) / 2 for d in range(num_dims)], [f"$z_{{{d}}}$" for d in dims])
-    return _draw_mosaic(
-            mosaic, images.shape, path, title="Latent traversals (one latent varied per row)",
-            xticks=xticks, yticks=yticks, xlabel="latent value (other latents fixed)", ylabel="")
+    labels = [f"$z_{{{d}}}$" for d in dims] if row_labels is None else [str(t) for t in row_labels]
+    if len(labels) != num_dims:
+        raise ValueError(f"row_labels must have num_dims = {num_dims} entries, got {len(labels)}")
+    yticks = ([row_starts[d] + (h - 1) / 2 for d in range(num_dims)], labels)
+    return _draw_mosaic(mosaic, images.shape, path, title=title, xticks=xticks, yticks=yticks,
+                        xlabel=xlabel, ylabel="")
 
 
 # ----------------------------------------------------------------------------- training curves
