@@ -1,7 +1,10 @@
 """A vmapped sweep group against the same runs one after another, and memory against --dry-run.
 
-16 members of experiments/bench_mlp.py (784-400-20 MLP VAE, batch 128, Adam 1e-3): KL weight
-{0.5, 1, 2, 4} x seed {0, 1, 2, 3}, one epoch each on dynamically binarized Fashion-MNIST.
+16 members, one epoch each, of one of two studies (`--study`):
+  - mlp: experiments/bench_mlp.py (784-400-20 MLP VAE, batch 128, Adam 1e-3), KL weight
+    {0.5, 1, 2, 4} x seed {0, 1, 2, 3}, on dynamically binarized Fashion-MNIST;
+  - dsprites: experiments/locatello2019.py (disentanglement_lib's conv VAE on 64 x 64
+    dSprites, batch 64, Adam 1e-4), the β-VAE at β = 1 over seeds 0..15: the study's groups.
   - vmapped: what `vaejax sweep` runs, `jax.vmap(program.train_epoch)` over the stacked
     states, compiled once;
   - one after another: what 16 `vaejax train` runs do, a program built, compiled and run
@@ -11,7 +14,7 @@ set (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before)
 state is created and the epoch runs, after compilation; on a GPU, `memory_stats()`'s peak.
 Each measurement runs in a fresh subprocess.
 
-    python benchmarks/bench_sweep.py [--num-train 10000]   # prints a markdown table
+    python benchmarks/bench_sweep.py [--study mlp|dsprites] [--num-train 10000]   # a markdown table
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BETAS = (0.5, 1.0, 2.0, 4.0)
 SEEDS = (0, 1, 2, 3)
+# study -> (experiment file, its overrides, the 16 members' overrides, what the table says)
+STUDIES = {
+    "mlp": ("bench_mlp.py", [], [[f"objective.beta={b}", f"seed={s}"] for b in BETAS for s in SEEDS],
+            "16 x experiments/bench_mlp.py (beta {0.5, 1, 2, 4} x seed {0..3}), 1 epoch each on "
+            "{n:,} Fashion-MNIST training images"),
+    "dsprites": ("locatello2019.py", ["eval.disentanglement=False"],
+                 [[f"seed={s}"] for s in range(16)],
+                 "16 x experiments/locatello2019.py (the conv VAE, β-VAE at β = 1, seeds 0..15), "
+                 "1 epoch each on {n:,} dSprites training images"),
+}
 
 
 def _status_kb(field: str) -> int | None:
@@ -52,7 +65,7 @@ def _device_peak(device):
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
-def worker(mode: str, num_train: int) -> dict:
+def worker(mode: str, num_train: int, study: str = "mlp") -> dict:
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
 
@@ -61,15 +74,16 @@ def worker(mode: str, num_train: int) -> dict:
     from vaejax.data import load_splits  # noqa: PLC0415
     from vaejax.program import Program  # noqa: PLC0415
 
-    config = config_lib.load_config(REPO / "experiments" / "bench_mlp.py",
-                                    [f"data.num_train={num_train}", "train.epochs=1"])
+    experiment, overrides, members, _ = STUDIES[study]
+    config = config_lib.load_config(REPO / "experiments" / experiment,
+                                    [*overrides, f"data.num_train={num_train}", "train.epochs=1"])
     splits = load_splits(config, log=lambda *a: None)
-    configs = [config_lib.apply_overrides(config, [f"objective.beta={b}", f"seed={s}"])
-               for b in BETAS for s in SEEDS]
+    configs = [config_lib.apply_overrides(config, member) for member in members]
     hypers = [Program.build(c, splits.train.images.shape[1:], splits.train.images.shape[0]).hyper(c)
               for c in configs]
     device = jax.devices()[0]
-    out = {"mode": mode, "num_train": int(splits.train.images.shape[0]), "members": len(configs),
+    out = {"mode": mode, "study": study, "num_train": int(splits.train.images.shape[0]),
+           "members": len(configs),
            "backend": jax.default_backend(), "device_kind": device.device_kind}
 
     def build():
@@ -131,8 +145,9 @@ def worker(mode: str, num_train: int) -> dict:
     return out
 
 
-def _spawn(mode: str, num_train: int) -> dict:
-    command = [sys.executable, __file__, "--worker", mode, "--num-train", str(num_train)]
+def _spawn(mode: str, num_train: int, study: str = "mlp") -> dict:
+    command = [sys.executable, __file__, "--worker", mode, "--num-train", str(num_train),
+               "--study", study]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if proc.returncode:
         raise RuntimeError(f"{mode} worker failed:\n{proc.stderr[-3000:]}")
@@ -159,9 +174,9 @@ def table(vmap: dict, seq: dict) -> str:
         ("--dry-run estimate (MB)", _mb(vmap["estimate"]["total_bytes"]),
          _mb(seq["estimate"]["total_bytes"]) + " (one run)"),
     ]
-    head = (f"Sweep group: 16 x experiments/bench_mlp.py (beta {{0.5, 1, 2, 4}} x seed "
-            f"{{0..3}}), 1 epoch each on {n:,} Fashion-MNIST training images, "
-            f"{vmap['backend']} ({vmap['device_kind']}), {os.cpu_count()} cores visible.\n\n")
+    what_ran = STUDIES[vmap.get("study", "mlp")][3].format(n=n)
+    head = (f"Sweep group: {what_ran}, {vmap['backend']} ({vmap['device_kind']}), "
+            f"{os.cpu_count()} cores visible.\n\n")
     lines = ["| | vmapped group of 16 (`vaejax sweep`) "
              "| 16 runs one after another (`vaejax train`) |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -172,13 +187,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-train", type=int, default=10_000,
                         help="training images per epoch (0 = all 50,000)")
+    parser.add_argument("--study", choices=tuple(STUDIES), default="mlp")
     parser.add_argument("--worker", choices=("vmap", "seq"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.num_train)))
+        print(json.dumps(worker(args.worker, args.num_train, args.study)))
         return
-    vmap = _spawn("vmap", args.num_train)
-    seq = _spawn("seq", args.num_train)
+    vmap = _spawn("vmap", args.num_train, args.study)
+    seq = _spawn("seq", args.num_train, args.study)
     print(table(vmap, seq))
 
 

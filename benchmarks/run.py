@@ -11,7 +11,8 @@ below a new dated section):
   - the conv VAE of TensorFlow's CVAE tutorial (experiments/cvae_mnist.py) epoch time vs floor;
   - compile times; IWAE K=5000 evaluation throughput vs floor; peak memory;
   - a vmapped sweep group of 16 against the same 16 runs one after another, and the
-    --dry-run memory estimate against the measured peak (benchmarks/bench_sweep.py);
+    --dry-run memory estimate against the measured peak, for the MLP VAE and for the
+    Locatello study's conv VAE on dSprites (benchmarks/bench_sweep.py);
   - the step time of every objective against the plain IWAE at equal K
     (benchmarks/objectives.py);
   - the step time of every model family against the MLP VAE, and its IWAE evaluation cost
@@ -227,6 +228,10 @@ def main():
     sweep_train = 2000 if args.quick else 10_000
     sweep_table = bench_sweep.table(bench_sweep._spawn("vmap", sweep_train),
                                     bench_sweep._spawn("seq", sweep_train))
+    log("the Locatello study's group of 16 seeds on dSprites vs 16 runs (fresh processes)")
+    dsprites_train = 256 if args.quick else 2048
+    dsprites_table = bench_sweep.table(bench_sweep._spawn("vmap", dsprites_train, "dsprites"),
+                                       bench_sweep._spawn("seq", dsprites_train, "dsprites"))
 
     log("every objective against the plain IWAE at equal K (benchmarks/objectives.py)")
     objectives_table = objectives_bench.table(rounds=2 if args.quick else 5, log=log)
@@ -275,7 +280,7 @@ def main():
              f"Matrix-multiply rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048^3, best of 10).", "",
              "| what | measured | floor | vs floor | notes |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
-    lines += ["", sweep_table, "", objectives_table, "", families_table, "", progress_table, "",
+    lines += ["", sweep_table, "", dsprites_table, "", objectives_table, "", families_table, "", progress_table, "",
               metrics_table, "", ais_table]
     section = "\n".join(lines) + "\n"
     print("\n" + section)
