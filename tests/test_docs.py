@@ -216,6 +216,9 @@ NOT_RUN = {
         "reads the Slurm submission above; sweep-report runs on the smoke sweep on this page",
     ("docs/studies/index.md", "vaejax record runs/burda/iwae_k5"):
         "records the study's 3280-epoch run; its committed record is checked in test_published.py",
+    ("docs/studies/index.md", "vaejax sweep experiments/sonderby2016_budget.py"):
+        "trains 42 deep models (14 groups, each compiled): its plan is tested in "
+        "test_model_families.py, and both inference models train, sweep and reproduce there",
     ("README.md", "vaejax sweep experiments/locatello2019.py"):
         "renders all of dSprites and trains 108 conv models; the study's plan and one step of each "
         "method are tested in test_objectives_disentangling.py",

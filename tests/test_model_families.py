@@ -114,3 +114,23 @@ def test_family_trains_evaluates_draws_reproduces_and_sweeps(kind, tmp_path, mni
             assert a[key] == pytest.approx(value, rel=1e-5), key
     member_results = json.loads((sweep_dir / "runs" / "seed=1" / "results.json").read_text())
     assert member_results["test/nll"] == pytest.approx(results["test/nll"], rel=1e-4)
+
+
+def test_the_sonderby_budget_plans_table_1s_rows_as_groups_of_three_seeds():
+    """experiments/sonderby2016_budget.py: 14 rows (VAE and LVAE, 2 and 5 layers, warm-up and
+    weight normalisation as table 1's columns), each its 3 seeds as one vmapped group, at the
+    paper's model and optimizer and the shared 50-epoch budget."""
+    from vaejax.sweep import plan as plan_lib
+
+    plan = plan_lib.make_plan(REPO / "experiments" / "sonderby2016_budget.py")
+    assert len(plan.runs) == 42 and len(plan.groups) == 14
+    rows = set()
+    for group in plan.groups:
+        configs = [run.config for run in group.runs]
+        assert sorted(c.seed for c in configs) == [0, 1, 2]
+        c = configs[0]
+        rows.add((c.model.kind, len(c.model.latent_dims), c.objective.beta_schedule, c.model.normalization))
+        assert (c.train.epochs, c.train.batch_size, c.optimizer.learning_rate) == (50, 256, 2e-4)
+        assert c.objective.warmup_steps == (5 * 234 if c.objective.beta_schedule == "linear" else 0)
+    assert len(rows) == 14
+    assert ("ladder", 5, "linear", "weight_norm") in rows and ("hierarchical", 2, "constant", "none") in rows
