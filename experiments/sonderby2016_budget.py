@@ -62,9 +62,11 @@ def get_sweep():
         for depth in DEPTHS:
             for kind in ("ladder", "hierarchical"):
                 runs += _runs(kind, depth, warmup=warmup)
-    for depth in DEPTHS:
-        runs += _runs("ladder", depth, warmup=True, weight_norm=True)
-        runs += _runs("hierarchical", depth, warmup=True, weight_norm=True)
-    for depth in DEPTHS:
-        runs += _runs("hierarchical", depth, warmup=False, weight_norm=True)
+    # the weight-normalised rows, ordered so that `--shard i/2` splits their cost evenly
+    runs += _runs("hierarchical", 5, warmup=False, weight_norm=True)
+    runs += _runs("ladder", 5, warmup=True, weight_norm=True)
+    runs += _runs("hierarchical", 2, warmup=False, weight_norm=True)
+    runs += _runs("hierarchical", 5, warmup=True, weight_norm=True)
+    runs += _runs("hierarchical", 2, warmup=True, weight_norm=True)
+    runs += _runs("ladder", 2, warmup=True, weight_norm=True)
     return runs
