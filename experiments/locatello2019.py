@@ -20,12 +20,11 @@ dSprites (re-rendered on the published factor grid, `vaejax.data.dsprites`); the
 scored by every disentanglement metric at the end (`eval.disentanglement`).
 
     vaejax sweep experiments/locatello2019.py --workdir sweeps/locatello2019          # full study
-    vaejax sweep experiments/locatello2019.py --workdir sweeps/locatello2019_e1 \
-        --config.train.epochs=1                          # a small budget: 10,368 steps, 1/29
+    vaejax sweep experiments/locatello2019.py --workdir sweeps/locatello2019_small \
+        --config.train.epochs=1 --config.data.num_train=65536   # a small budget: 1,024 steps
 
-The metrics score images from the whole factor grid, so every run trains on the whole dataset
-(a run on part of it, `data.num_train`, is refused before anything is written); a smaller
-budget is fewer epochs.
+The metrics score images from the whole factor grid whatever part of it trains; the first N
+training images are a uniform sample of the grid (`vaejax.data.dsprites`).
 
 Seeds: `SEEDS` (3 here; the paper has 50 per setting). Rerunning a command resumes it.
 """

@@ -167,13 +167,15 @@ TEST_FRACTION, SPLIT_SEED = 0.1, 2017  # dSprites has no test split: a fixed 10%
 
 def _split(factors: np.ndarray, images: np.ndarray) -> dict:
     """Train and test arrays of a factor grid: the test split is a fixed `TEST_FRACTION` of
-    the images (`np.random.default_rng(SPLIT_SEED)`), both in the grid's order; pixels as 0
-    and 255 (uint8), so the usual preprocessing (dynamic binarization) keeps them exactly."""
-    n = factors.shape[0]
-    test = np.zeros(n, bool)
-    test[np.random.default_rng(SPLIT_SEED).permutation(n)[:round(TEST_FRACTION * n)]] = True
+    the images, and both splits are in a fixed random order (one permutation,
+    `np.random.default_rng(SPLIT_SEED)`), so that the first N training images
+    (`data.num_train`) and the last N (`data.num_validation`) are uniform samples of the grid,
+    not a corner of it; pixels as 0 and 255 (uint8), so the usual preprocessing (dynamic
+    binarization) keeps them exactly."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(factors.shape[0])
+    test, train = order[:round(TEST_FRACTION * len(order))], order[round(TEST_FRACTION * len(order)):]
     pixels = images * np.uint8(255)
-    return {"train_images": pixels[~test], "train_factors": factors[~test], "train_labels": None,
+    return {"train_images": pixels[train], "train_factors": factors[train], "train_labels": None,
             "test_images": pixels[test], "test_factors": factors[test], "test_labels": None}
 
 

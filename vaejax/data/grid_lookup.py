@@ -11,7 +11,7 @@ class GridLookup:
     """`images(factors [N, F]) -> [N, ...]`, the images of those factor values.
 
     `images` (M, ...) on a device, `factors` [M, F]: every point of the factor grid once, in
-    any order (for a run, the union of its splits). The grid's sizes are the factors'
+    any order (for a run, every image of its dataset, `Splits.grid`). The grid's sizes are the factors'
     maxima + 1. Refuses, naming what is missing, factors that are None or not a full grid."""
 
     def __init__(self, images, factors):
@@ -27,8 +27,8 @@ class GridLookup:
             raise ValueError(
                 f"eval.disentanglement needs every point of the factor grid {self.sizes} once "
                 f"(the BetaVAE and FactorVAE scores draw images with one factor held fixed); the "
-                f"run's splits hold {distinct:,} of its {grid_size:,} points in {flat.size:,} "
-                "images. Train on the whole dataset (data.num_train = 0).")
+                f"dataset holds {distinct:,} of its {grid_size:,} points in {flat.size:,} "
+                "images.")
         self.position = np.empty(grid_size, np.int64)
         self.position[flat] = np.arange(flat.size)
         self._images = images

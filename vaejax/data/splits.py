@@ -89,11 +89,10 @@ def load_splits(config, log=print) -> Splits:
         train = tuple(None if a is None else a[: config.data.num_train] for a in train)
     grid = None
     if config.eval.get("disentanglement", False):  # refused now, not after training
-        parts = [p for p in (train, validation) if p is not None] + [
-            (ds.test_images, ds.test_labels, ds.test_factors)]
-        factors = [p[2] for p in parts]
+        # every image of the dataset, whatever part of it trains (data.num_train)
+        factors = (ds.train_factors, ds.test_factors)
         grid = grid_lookup.GridLookup(
-            batching.to_device(np.concatenate([p[0] for p in parts])),
+            batching.to_device(np.concatenate([ds.train_images, ds.test_images])),
             None if any(f is None for f in factors) else np.concatenate(factors))
 
     def on_device(images, labels, factors):
