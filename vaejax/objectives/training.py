@@ -70,7 +70,11 @@ class _WithGradientEstimator:
 @OBJECTIVES.register("elbo")
 @dataclasses.dataclass(frozen=True)
 class ELBO(_WithGradientEstimator):
-    """Minus the beta-weighted ELBO (`bounds.elbo`), averaged over the batch."""
+    """Minus the beta-weighted ELBO (`bounds.elbo`), averaged over the batch.
+
+    `kl_balance` (hierarchical models): while beta < 1, each layer's KL is weighed by NVAE's
+    coefficient (`bounds.kl_balance_coefficients`, from the batch); from beta = 1 on, the
+    plain ELBO. The reported rate is never reweighed."""
 
     scalars = ("beta",)
     num_samples: int = 1
