@@ -199,7 +199,9 @@ def render(records, out_dir) -> dict[str, str]:
     lines += ["![active units and KL per layer](units_by_layer.png)", "",
               "![training objective](train_curve.png)", ""]
     if hardware:
-        lines += [f"Trained on {hardware}; two sweep shards ran side by side, one per core.", ""]
+        lines += [f"Trained on {hardware}: two sweep shards side by side, one per core, with other "
+                  "work at times on the same cores, so the seconds per epoch are an upper bound "
+                  "(`make bench` times the models on an idle core).", ""]
     (out_dir / "results.md").write_text("\n".join(lines))
     plots.units_by_layer(
         [{"label": r["label"].replace(f", {r['depth']} layers", ""),
