@@ -102,3 +102,18 @@ def test_bad_inputs_are_refused():
         dis.mig(np.zeros((10, 2)), np.zeros((10, 2)))
     with pytest.raises(ValueError, match="the same N"):
         dis.mig(np.zeros((10, 2)), np.zeros((9, 2), int))
+
+
+def test_rank_correlation_is_spearmans_with_ties_at_their_average_rank():
+    """A monotone map of a column correlates 1, its reverse -1; ties get their average rank,
+    checked against the Pearson correlation of hand-ranked columns; a constant column is NaN."""
+    x = np.array([3.0, 1.0, 2.0, 5.0, 4.0])
+    scores = np.stack([x, np.exp(x), -x, [1, 1, 2, 3, 3], np.ones(5)], axis=1)
+    r = dis.rank_correlation(scores)
+    np.testing.assert_allclose(r[0, 1], 1.0)
+    np.testing.assert_allclose(r[0, 2], -1.0)
+    ranks_x, ranks_tied = np.array([3, 1, 2, 5, 4.0]), np.array([1.5, 1.5, 3, 4.5, 4.5])
+    np.testing.assert_allclose(r[0, 3], np.corrcoef(ranks_x, ranks_tied)[0, 1])
+    assert np.isnan(r[0, 4]) and np.allclose(np.diag(r)[:4], 1.0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        dis.rank_correlation(np.ones((1, 3)))

@@ -437,3 +437,28 @@ def test_compare_curves_draws_a_runs_reference_in_the_runs_colour(tmp_path):
     with pytest.raises(ValueError, match="reference_runs must map"):
         plots.compare_curves(runs, tmp_path / "bad.png", references={"paper": 85.0},
                              reference_runs={"paper": "no such run"})
+
+
+def test_metrics_vs_strength_draws_a_panel_per_metric_and_method(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"method": method, "strength": strength, "seed": seed,
+             "mig": rng.uniform(), "dci": rng.uniform()}
+            for method in ("beta_vae", "factor_vae") for strength in (1.0, 4.0, 16.0) for seed in range(3)]
+    path = plots.metrics_vs_strength(rows, tmp_path / "m.png", metrics=("mig", "dci"))
+    assert _read_png(path).shape[:2] == (1200, 1600)
+    digest = plots.read_content_digest(path)
+    rows[0]["mig"] = float("nan")                               # left out, and the figure says so
+    assert plots.read_content_digest(plots.metrics_vs_strength(rows, tmp_path / "m2.png",
+                                                               metrics=("mig", "dci"))) != digest
+    assert _read_png(plots.metrics_vs_strength([], tmp_path / "e.png", metrics=("mig",))).shape[:2] == (1200, 1600)
+
+
+def test_rank_correlation_figure_prints_each_cell(tmp_path):
+    from vaejax import disentanglement
+
+    scores = np.array([[1, 2, 9], [2, 4, 8], [3, 6, 7], [4, 8, 1.0]])
+    matrix = disentanglement.rank_correlation(scores)
+    path = plots.rank_correlation(matrix, ["a", "b", "c"], tmp_path / "r.png")
+    assert _read_png(path).shape[:2] == (560, 800)
+    with pytest.raises(ValueError, match="3 labels"):
+        plots.rank_correlation(matrix[:2, :2], ["a", "b", "c"], tmp_path / "bad.png")

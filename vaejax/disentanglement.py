@@ -7,6 +7,7 @@
     dis.modularity_explicitness(codes, factors, codes_test, factors_test)
     dis.beta_vae_score(codes_of, factor_sizes, seed=0)       # codes_of: factors [B, F] -> codes [B, L]
     dis.factor_vae_score(codes_of, factor_sizes, seed=0)
+    dis.rank_correlation(scores)                             # scores: [models, metrics]
 
 The definitions are disentanglement_lib's (`evaluation/metrics/`, Locatello et al. 2019), written
 here in NumPy with scikit-learn's classifiers where those use them:
@@ -255,3 +256,29 @@ def factor_vae_score(codes_of: Callable, factor_sizes: Sequence[int], *, seed: i
 
     return {"train_accuracy": accuracy(train), "eval_accuracy": accuracy(votes(num_eval)),
             "num_active_dims": int(active.sum())}
+
+
+def rank_correlation(scores) -> np.ndarray:
+    """Spearman's rank correlation between the columns of `scores` [N, M] (N models, M
+    metrics): the Pearson correlation of their ranks, tied values at their average rank, as
+    Locatello et al. compare the metrics. Returns [M, M], ones on the diagonal; a column
+    that is constant has no ranks to correlate (NaN)."""
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim != 2 or scores.shape[0] < 2:
+        raise ValueError(f"rank_correlation takes scores [N >= 2, M], got shape {scores.shape}")
+    ranks = np.stack([_average_ranks(column) for column in scores.T], axis=1)
+    centred = ranks - ranks.mean(axis=0)
+    norms = np.sqrt((centred ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (centred.T @ centred) / np.outer(norms, norms)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..N, ties sharing their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks

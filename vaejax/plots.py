@@ -691,6 +691,80 @@ def units_by_layer(rows: Iterable[Mapping[str, Any]], path: PathLike) -> pathlib
     return _save(fig, path)
 
 
+STUDY_FIGURE_PX = (1600, 1200)
+
+
+def metrics_vs_strength(rows: Iterable[Mapping[str, Any]], path: PathLike, *,
+                        metrics: Sequence[str]) -> pathlib.Path:
+    """A disentanglement study at a glance (Locatello et al. 2019, figure 1's layout): one
+    panel per (metric, method), each metric a row and each method a column, the metric against
+    the method's strength on a log axis, every model (seed) a point and a line through the
+    mean over seeds. Where the points of one strength spread as far as the line moves across
+    strengths, the seed matters as much as the setting.
+
+    rows: dicts with "method", "strength" (> 0) and each metric; a model's missing or
+    non-finite metric is left out of that panel, and the figure says how many values were.
+    Size: STUDY_FIGURE_PX.
+    """
+    rows = list(rows)
+    methods = list(dict.fromkeys(r["method"] for r in rows if r.get("method") is not None))
+    fig = _new_figure(*STUDY_FIGURE_PX, layout="constrained")
+    fig.suptitle("Each metric against each method's strength (points: seeds; lines: their mean)",
+                 fontsize=TITLE_FONTSIZE)
+    if not methods or not metrics:
+        _no_data(fig.add_subplot(), "no models to plot")
+        return _save(fig, path)
+    axes = fig.subplots(len(metrics), len(methods), squeeze=False, sharey="row")
+    skipped = 0
+    for j, method in enumerate(methods):
+        mine = [r for r in rows if r.get("method") == method]
+        for i, metric in enumerate(metrics):
+            ax = axes[i, j]
+            valid = [v for v in _valid_rows(mine, ("strength", metric)) if v["strength"] > 0]
+            skipped += len(mine) - len(valid)
+            if valid:
+                x = np.array([r["strength"] for r in valid])
+                y = np.array([r[metric] for r in valid])
+                ax.scatter(x, y, s=10, alpha=0.6, color=f"C{j % 10}")
+                strengths = np.unique(x)
+                ax.plot(strengths, [y[x == v].mean() for v in strengths], color=f"C{j % 10}")
+                ax.set_xscale("log")
+                ax.set_xticks(strengths, [f"{v:g}" for v in strengths])
+                ax.xaxis.set_minor_locator(NullLocator())
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+            if i == 0:
+                ax.set_title(method, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(metric, fontsize=8)
+    _note_skipped(fig, skipped, len(rows) * len(metrics))
+    return _save(fig, path)
+
+
+def rank_correlation(matrix, labels: Sequence[str], path: PathLike, *,
+                     title: str = "Rank correlation between the metrics (Spearman, over all models)"
+                     ) -> pathlib.Path:
+    """A square matrix of correlations in [-1, 1] (`disentanglement.rank_correlation`), one
+    row and column per label, each cell coloured (red positive, blue negative) and printed to
+    two decimals; NaN cells (a constant metric) are blank. Size: SWEEP_FIGURE_PX."""
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (len(labels), len(labels)):
+        raise ValueError(f"matrix of shape {matrix.shape} for {len(labels)} labels")
+    fig = _new_figure(*SWEEP_FIGURE_PX, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=TITLE_FONTSIZE)
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if np.isfinite(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(matrix[i, j]) > 0.6 else "black")
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(np.arange(len(labels)), labels, fontsize=8)
+    fig.colorbar(image, ax=ax).set_label("rank correlation", fontsize=9)
+    return _save(fig, path)
+
+
 def _new_figure(width_px: int, height_px: int, **kwargs) -> Figure:
     # Older matplotlib (pyproject allows >= 3.8) truncates width_inches * dpi to an int,
     # and 0.29 * 100 = 28.999...; the 0.01-pixel nudge keeps the canvas width_px x height_px.
