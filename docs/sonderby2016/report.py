@@ -110,6 +110,10 @@ def _verdict(holds: bool) -> str:
     return "holds" if holds else "does not hold"
 
 
+def _effect(gain: float, depth: int) -> str:
+    return f"{'lowers' if gain > 0 else 'raises'} the test NLL by {abs(gain):.2f} nats at {depth} layers"
+
+
 def _observations(rows) -> list[str]:
     """The paper's observations, read off the records."""
     lines = []
@@ -149,8 +153,8 @@ def _observations(rows) -> list[str]:
                     gains[depth] = _mean(a, "nll") - _mean(b, "nll")
             if len(gains) == 2:
                 lines.append(f"- *{aid[0].upper() + aid[1:]} matters more for deeper models* ({name}): "
-                             f"it lowers the test NLL by {gains[2]:+.2f} nats at 2 layers and "
-                             f"{gains[5]:+.2f} at 5: {_verdict(gains[5] > gains[2])} at this budget.")
+                             f"it {_effect(gains[2], 2)} and {_effect(gains[5], 5)}: "
+                             f"{_verdict(gains[5] > gains[2])} at this budget.")
     return lines
 
 
