@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 NORMALIZATIONS = ("none", "weight_norm")
-INIT_IMAGES = 500  # training images the data-dependent initialisation reads
 _VARIANCE_FLOOR = 1e-10  # the paper's code: g = 1 / sqrt(var + 1e-10)
 
 
