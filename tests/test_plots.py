@@ -453,12 +453,23 @@ def test_metrics_vs_strength_draws_a_panel_per_metric_and_method(tmp_path):
     assert _read_png(plots.metrics_vs_strength([], tmp_path / "e.png", metrics=("mig",))).shape[:2] == (1200, 1600)
 
 
-def test_rank_correlation_figure_prints_each_cell(tmp_path):
+def test_rank_correlation_figure_draws_each_cell_and_leaves_nan_blank(tmp_path):
+    """A changed cell changes what is drawn; a NaN cell (a constant metric) draws as a blank,
+    not as a number."""
     from vaejax import disentanglement
 
     scores = np.array([[1, 2, 9], [2, 4, 8], [3, 6, 7], [4, 8, 1.0]])
     matrix = disentanglement.rank_correlation(scores)
     path = plots.rank_correlation(matrix, ["a", "b", "c"], tmp_path / "r.png")
     assert _read_png(path).shape[:2] == (560, 800)
+    changed = matrix.copy()
+    changed[0, 2] = changed[2, 0] = 0.5
+    assert (plots.read_content_digest(plots.rank_correlation(changed, ["a", "b", "c"], tmp_path / "c.png"))
+            != plots.read_content_digest(path))
+    blank = matrix.copy()
+    blank[0, 2] = blank[2, 0] = np.nan
+    nan_path = plots.rank_correlation(blank, ["a", "b", "c"], tmp_path / "n.png")
+    assert plots.read_content_digest(nan_path) not in (plots.read_content_digest(path),
+                                                       plots.read_content_digest(tmp_path / "c.png"))
     with pytest.raises(ValueError, match="3 labels"):
         plots.rank_correlation(matrix[:2, :2], ["a", "b", "c"], tmp_path / "bad.png")

@@ -59,21 +59,35 @@ def factor_latents(codes, factors, *, num_bins: int = metrics.NUM_BINS) -> np.nd
     return np.argmax(mi, axis=0)
 
 
-def evaluate(program, params, lookup: GridLookup, *, seed: int, num_examples: int,
-             log=print) -> dict:
-    """results.json's `disentanglement/*` fields of one model (see the module docstring);
-    `lookup` is the run's `Splits.grid`."""
-    start = time.perf_counter()
+def _codes_of(program, params, lookup: GridLookup):
+    """factors [N, F] -> the posterior means [N, L] of their images, 1,024 at a time."""
     means = encoder_means(program)
 
     def codes_of(factors):
         out = [np.asarray(means(params, lookup.images(factors[i:i + 1024])))
                for i in range(0, len(factors), 1024)]
         return np.concatenate(out)
+    return codes_of
 
+
+def sample_codes(program, params, lookup: GridLookup, *, seed: int, num_examples: int):
+    """(codes [N, L], factors [N, F]): N = `num_examples` points drawn uniformly from the grid
+    with `seed`, and the posterior means of their images: what MIG, SAP, DCI and
+    modularity/explicitness score, and what `figures.draw_factor_traversals` draws from."""
     rng = np.random.default_rng(seed)
     factors = np.stack([rng.integers(0, s, num_examples) for s in lookup.sizes], axis=1)
-    codes = codes_of(factors)
+    return _codes_of(program, params, lookup)(factors), factors
+
+
+def evaluate(program, params, lookup: GridLookup, *, seed: int, num_examples: int,
+             log=print, sample=None) -> dict:
+    """results.json's `disentanglement/*` fields of one model (see the module docstring);
+    `lookup` is the run's `Splits.grid`; `sample`: `sample_codes` of the same arguments, when
+    the caller has drawn it already."""
+    start = time.perf_counter()
+    codes_of = _codes_of(program, params, lookup)
+    codes, factors = sample if sample is not None else sample_codes(
+        program, params, lookup, seed=seed, num_examples=num_examples)
     half = num_examples // 2
     train = (codes[:half], factors[:half])
     test = (codes[half:], factors[half:])

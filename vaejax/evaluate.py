@@ -299,10 +299,12 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     the images the metrics score."""
     workdir = pathlib.Path(workdir)
     results = dict(results)
+    sample = None  # the disentanglement metrics' codes and factors, which the figure reuses
     if config.eval.get("disentanglement", False):
-        results.update(disentanglement_evaluation.evaluate(
-            program, params, grid, seed=int(hyper["seed"]),
-            num_examples=config.eval.disentanglement_examples, log=log))
+        scored = dict(seed=int(hyper["seed"]), num_examples=config.eval.disentanglement_examples)
+        sample = disentanglement_evaluation.sample_codes(program, params, grid, **scored)
+        results.update(disentanglement_evaluation.evaluate(program, params, grid, **scored,
+                                                           sample=sample, log=log))
     # the settings this evaluation ran with (`vaejax eval --config.eval.*` may change them
     # after training): what `vaejax reproduce` evaluates the replica with
     results["eval_settings"] = config_lib.to_dict(config.eval)
@@ -319,9 +321,9 @@ def finish_member(workdir, program, params, hyper, results, test_data, config, *
     paths = []
     if config.eval.figures:
         paths = figures.draw_figures(workdir, program, params, hyper, test_data, log=log)
-        if config.eval.get("disentanglement", False):
-            paths.append(figures.draw_factor_traversals(workdir, program, params, grid,
-                                                        seed=int(hyper["seed"])))
+        if sample is not None:
+            paths.append(figures.draw_factor_traversals(
+                workdir, program, params, *sample, grid.images(sample[1][:1]).shape[1:]))
         results["figures"] = sorted(p.name for p in paths)
     with trackers.open_run(workdir) as tracked:
         tracked.results(results.get("epoch", 0), results, paths)

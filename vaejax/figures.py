@@ -27,7 +27,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vaejax import data as data_lib
-from vaejax import locking, plots, records, runs
+from vaejax import disentanglement_evaluation, locking, plots, records, runs
 from vaejax.objectives import model_functions
 from vaejax.program import run_keys
 
@@ -209,27 +209,22 @@ def _draw_layer_samples(view: _ModelView, out: pathlib.Path, key, num_images: in
 FACTOR_TRAVERSAL_SDS = np.linspace(-2.0, 2.0, 9)  # steps, in sds of each latent's posterior means
 
 
-def draw_factor_traversals(workdir, program, params, grid, *, seed: int,
-                           num_examples: int = 2000) -> pathlib.Path:
-    """factor_traversals.png, for a dataset with ground-truth factors (`grid`, the run's
-    `Splits.grid`): a row per factor, the latent that tells most about it
-    (`disentanglement_evaluation.factor_latents` over the posterior means of `num_examples`
-    grid images drawn with `seed`) moved from the first image's own posterior mean by
-    `FACTOR_TRAVERSAL_SDS` of that latent's spread over the images, the others fixed. A
-    disentangled model changes only its row's factor along each row."""
-    from vaejax import disentanglement_evaluation  # noqa: PLC0415 (it imports nothing of figures)
-
-    rng = np.random.default_rng(seed)
-    factors = np.stack([rng.integers(0, s, num_examples) for s in grid.sizes], axis=1)
-    images = grid.images(factors)
-    codes = np.asarray(disentanglement_evaluation.encoder_means(program)(params, images))
+def draw_factor_traversals(workdir, program, params, codes, factors, image_shape) -> pathlib.Path:
+    """factor_traversals.png, for a dataset with ground-truth factors: a row per factor, the
+    latent that tells most about it (`disentanglement_evaluation.factor_latents` over `codes`
+    [N, L], the posterior means of grid images whose factors are `factors` [N, F]: the
+    evaluation's `sample_codes`) moved from the first image's own code by
+    `FACTOR_TRAVERSAL_SDS` of that latent's spread over the images, the others fixed; images of
+    `image_shape` (H, W, C). A disentangled model changes only its row's factor along each
+    row."""
+    codes = np.asarray(codes)
     latents = disentanglement_evaluation.factor_latents(codes, factors)
     spread = codes.std(axis=0)
     steps = FACTOR_TRAVERSAL_SDS
     z = np.repeat(codes[:1], len(latents) * len(steps), axis=0)
     for row, j in enumerate(latents):
         z[row * len(steps):(row + 1) * len(steps), j] = codes[0, j] + steps * spread[j]
-    view = _model_view(program.model, params, tuple(images.shape[1:]), None, jax.random.key(seed))
+    view = _model_view(program.model, params, tuple(image_shape), None, jax.random.key(0))
     decoded = np.asarray(view.decode(jnp.asarray(z), None))
     return plots.latent_traversals(
         decoded, pathlib.Path(workdir) / "figures" / "factor_traversals.png",

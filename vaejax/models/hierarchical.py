@@ -49,7 +49,8 @@ from vaejax import distributions
 from vaejax.models.base import (MODELS, activation_fn, check_sizes, likelihood_distribution,
                                 likelihood_head, output_bias_init)
 from vaejax.models.mlp import MLPDecoder
-from vaejax.models.weight_norm import NORMALIZATIONS, InitImages, hidden_dense
+from vaejax.models import weight_norm
+from vaejax.models.weight_norm import InitImages, hidden_dense
 
 
 VARIANCES = ("exp", "softplus")
@@ -310,40 +311,20 @@ class HierarchicalVAE:
     # data_shape in [0, 1] (`Batch`); None initialises without data (g = 1, b = 0).
     init_images: Any = None
 
-    @property
-    def _up_prefix(self) -> str:
-        return "up" if self.inference == "ladder" else "q"
-
     def init(self, key: jax.Array) -> dict[str, Any]:
-        if self.init_images is not None:
-            return self._data_dependent_init(key, jnp.asarray(self.init_images.array))
-        names, dims = _names(len(self.latent_dims)), self.latent_dims
-        keys = jax.random.split(key, 2 * len(dims))
-        params = {}
-        a = jnp.zeros(self.data_shape)
-        for i, module in enumerate(self.up):
-            variables = module.init(keys[i], a)
-            params[f"{self._up_prefix}_{names[i]}"] = variables["params"]
-            if self.inference == "ladder":
-                a = module.apply(variables, a)[0]  # d_i: the next block's input
-            else:
-                a = jnp.zeros((dims[i],))
-        for i, module in enumerate(self.down):  # p_z{i+1} reads z_{i+2}
-            params[f"p_{names[i]}"] = module.init(keys[len(dims) + i], jnp.zeros((dims[i + 1],)))["params"]
-        params["p_x"] = self.p_x.init(keys[-1], jnp.zeros((dims[0],)))["params"]
-        return params
-
-    def _data_dependent_init(self, key, x_NxD) -> dict[str, Any]:
-        """`init`, with every weight-normalised layer initialised on the activations it sees
-        in training (`weight_norm.WNDense`): q's layers on the images' bottom-up pass, and p's
-        on draws of q(z|x) for those images, the inputs the ELBO gives them. The same keys as
-        `init` for the parameters, and `fold_in(key, 1)` for the draws."""
+        """Every module's parameters, each initialised on the inputs it sees in training: q's
+        on the bottom-up pass of x, p's on draws of q(z|x). x is `init_images` (N,) +
+        data_shape where the model has them (weight normalisation's data-dependent
+        initialisation, `weight_norm.WNDense`), else one zero example (a Dense layer's
+        initialisation reads only its input's shape). Parameters from `split(key, 2L)` (q's,
+        then p's, p_x last), the draws from `fold_in(key, 1)`."""
+        x = jnp.zeros(self.data_shape) if self.init_images is None else jnp.asarray(self.init_images.array)
         names, dims = _names(len(self.latent_dims)), self.latent_dims
         keys = jax.random.split(key, 2 * len(dims))
         draw_keys = iter(jax.random.split(jax.random.fold_in(key, 1), len(dims)))
         params, z = {}, {}
         if self.inference == "ladder":
-            d, up = x_NxD, []
+            d, up = x, []
             for i, module in enumerate(self.up):
                 variables = module.init(keys[i], d)
                 params[f"up_{names[i]}"] = variables["params"]
@@ -356,7 +337,7 @@ class HierarchicalVAE:
                 mean, logvar = precision_weighted(*up[i], *self.down[i].apply(variables, z[i + 1]))
                 z[i] = distributions.diag_gaussian_sample(next(draw_keys), mean, logvar)
         else:
-            a = x_NxD
+            a = x
             for i, module in enumerate(self.up):
                 variables = module.init(keys[i], a)
                 params[f"q_{names[i]}"] = variables["params"]
@@ -431,8 +412,7 @@ def _build(kind: str, inference: str, *, image_shape, latent_dims, hidden_sizes,
             "z_{i+1} (z_0 = x), e.g. ((512, 512), (256, 256)).")
     if variance not in VARIANCES:
         raise ValueError(f"Unknown model.variance {variance!r}; choose one of {VARIANCES}.")
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"Unknown model.normalization {normalization!r}; choose one of {NORMALIZATIONS}.")
+    weight_norm.check(normalization)
     flat = (math.prod(int(d) for d in image_shape),)
     block = LadderBlock if inference == "ladder" else ConditionalGaussian
     up = tuple(block(h, z, activation, variance, normalization)

@@ -50,11 +50,16 @@ class WNDense(nn.Module):
         return t * g.reshape(units) + b.reshape(units)
 
 
-def hidden_dense(normalization: str, features: int) -> nn.Module:
-    """The hidden layer `normalization` asks for: `nn.Dense` ("none") or `WNDense`. Call inside
-    a compact module."""
+def check(normalization: str) -> None:
+    """Refuses a `model.normalization` that is not one of `NORMALIZATIONS`, when the model is
+    built."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"Unknown model.normalization {normalization!r}; choose one of {NORMALIZATIONS}.")
+
+
+def hidden_dense(normalization: str, features: int) -> nn.Module:
+    """The hidden layer `normalization` (checked by `check`) asks for: `nn.Dense` ("none") or
+    `WNDense`. Call inside a compact module."""
     return WNDense(features) if normalization == "weight_norm" else nn.Dense(features)
 
 

@@ -101,7 +101,8 @@ class ELBO(_WithGradientEstimator):
             raise ValueError("objective.kl_balance balances the KL of each stochastic layer: it needs "
                              "a hierarchical model (model.kind=hierarchical, ladder, two_layer).")
         encode = functions(None if condition is None else condition[0])[0]
-        sizes = {name: math.prod(shape) for name, shape in encode(x_BxD[0]).event_shape.items()}
+        means = jax.eval_shape(lambda x: encode(x).mean(), x_BxD[0])  # shapes only: no work
+        sizes = {name: math.prod(mean.shape) for name, mean in means.items()}
         kl_B = aux_B["kl_by_variable"]
         coefficients = bounds.kl_balance_coefficients(kl_B, sizes)
         balanced = sum(coefficients[name] * jnp.mean(kl_B[name]) for name in kl_B)
