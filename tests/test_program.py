@@ -81,7 +81,7 @@ def test_program_starts_the_output_bias_at_the_training_images_mean():
     config = tiny_config()
     config.model.output_bias = "mean_logit"  # as experiments/iwae_two_layer.py sets it
     train = images(64)
-    program = Program.build(config, IMAGE_SHAPE, 64, Examples(train).mean_image())
+    program = Program.build(config, IMAGE_SHAPE, 64, Examples(train))
     state = jax.jit(program.init_state)(program.hyper(config))
     p = np.clip(train.reshape(64, -1).astype(np.float64).mean(0) / 255.0, 0.001, 0.999)
     np.testing.assert_allclose(state.params["decoder"]["Dense_1"]["bias"], np.log(p / (1 - p)), rtol=1e-5, atol=1e-5)

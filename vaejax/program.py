@@ -163,12 +163,13 @@ def model_conditioning(model, objective, config) -> str | None:
     return conditioning
 
 
-def build_model(config, image_shape, mean_image=None, init_images=None):
-    """The model `config.model` describes, for images of `image_shape` (H, W, C); `mean_image`
-    (H, W, C) is the mean training image / 255 and `init_images` (N, H, W, C) the first
-    training images / 255 (or functions returning them), for models that initialize from them."""
+def build_model(config, image_shape, train=None):
+    """The model `config.model` describes, for images of `image_shape` (H, W, C). `train`, the
+    training split (`Examples`), gives a model that initializes from data its
+    `Examples.mean_image` and `Examples.init_images`, computed only for a model that reads them."""
     return models.build(config.model, image_shape, search_path=search_path(config),
-                        mean_image=mean_image, init_images=init_images)
+                        mean_image=None if train is None else train.mean_image,
+                        init_images=None if train is None else train.init_images)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,16 +196,16 @@ class Program:
     batch_sharding: Any = None
 
     @classmethod
-    def build(cls, config, image_shape, num_train: int, mean_image=None, init_images=None) -> "Program":
-        """`mean_image`: the training split's `Examples.mean_image()`, or that method (called
-        only for a model whose initialization reads it: `model.output_bias = "mean_logit"`);
-        `init_images` likewise `Examples.init_images` (`model.normalization = "weight_norm"`)."""
+    def build(cls, config, image_shape, num_train: int, train=None) -> "Program":
+        """`train`: the training split (`Examples`), for a model whose initialization reads
+        the data (`model.output_bias = "mean_logit"`, `model.normalization = "weight_norm"`;
+        `build_model`)."""
         if config.train.batch_size <= 0 or config.train.batch_size > num_train:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} must be in [1, {num_train}] "
                 f"(the number of training examples)."
             )
-        model = build_model(config, image_shape, mean_image, init_images)
+        model = build_model(config, image_shape, train)
         factory = objective_factory(config)
         scalars = objective_scalars(factory)
         static = {k: v for k, v in dict(config.objective).items() if k != "kind" and k not in scalars}

@@ -45,9 +45,7 @@ def load_run(workdir, *, epoch: int | None = None, config=None, log=print) -> Lo
     workdir = pathlib.Path(workdir)
     config = records.run_config(workdir) if config is None else config
     splits = load_splits(config, log=log)
-    program = Program.build(config, splits.image_shape, splits.train.num_examples,
-                                splits.train.mean_image,
-                                splits.train.init_images)
+    program = Program.build(config, splits.image_shape, splits.train.num_examples, splits.train)
     splits = program.model_data(splits)
     manager = checkpoints.Manager(workdir)
     like = program.abstract_state()

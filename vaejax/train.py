@@ -83,9 +83,7 @@ def train(config, workdir, *, resume: bool = False, overwrite: bool = False,
     program_lib.check_new_run(config)
     check_workdir(workdir, resume=resume, overwrite=overwrite)  # before the data loads
     splits = load_splits(config, log=log)
-    program = Program.build(config, splits.image_shape, splits.train.num_examples,
-                                splits.train.mean_image,
-                                splits.train.init_images)
+    program = Program.build(config, splits.image_shape, splits.train.num_examples, splits.train)
     splits = program.model_data(splits)
     hyper = program.hyper(config)
     state = jax.jit(program.init_state)(hyper)  # a model that cannot be built fails here

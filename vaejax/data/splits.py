@@ -29,20 +29,23 @@ class Examples(NamedTuple):
         return int(self.images.shape[0])
 
     def mean_image(self) -> np.ndarray:
-        """(H, W, C) float32: the mean image, intensities / 255 for uint8 pixels (for a
-        data-dependent init); the mean example as it is for float data."""
-        mean = np.asarray(self.images).mean(axis=0, dtype=np.float64)
-        return (mean / 255.0 if self.images.dtype == np.uint8 else mean).astype(np.float32)
+        """(H, W, C) float32: the mean image (`intensities`), for a data-dependent init."""
+        return _intensities(np.asarray(self.images).mean(axis=0, dtype=np.float64),
+                            self.images.dtype)
 
     def init_images(self, n: int = 500) -> np.ndarray:
-        """(min(n, N), H, W, C) float32: the first n images, intensities / 255 for uint8 pixels
-        (as `mean_image`): what a data-dependent initialization reads."""
-        images = np.asarray(self.images[:n])
-        return (images / 255.0 if images.dtype == np.uint8 else images).astype(np.float32)
+        """(min(n, N), H, W, C) float32: the first n images (`intensities`), what a
+        data-dependent initialization reads."""
+        return _intensities(np.asarray(self.images[:n], np.float64), self.images.dtype)
 
     def take(self, index) -> "Examples":
         """The examples at `index` (an index array, or a slice) of every field."""
         return jax.tree.map(lambda a: a[index], self)
+
+
+def _intensities(values: np.ndarray, dtype) -> np.ndarray:
+    """float32 `values` of images of `dtype`: / 255 for uint8 pixels, as they are for float data."""
+    return (values / 255.0 if dtype == np.uint8 else values).astype(np.float32)
 
 
 def as_examples(data) -> Examples:

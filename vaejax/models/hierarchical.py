@@ -110,23 +110,92 @@ def _conditional(module, params, a):
     return module.apply({"params": params}, a)
 
 
+class _MarkovGaussian:
+    """What a chain of diagonal Gaussians computes, once: variables a_0, ..., a_{n-1} named
+    `names`, a_0 from `_initial()`, each later a_{j+1} ~ N(mean, diag(exp(logvar))) with
+    (mean, logvar) = step_j(a_j) for the `(name, step_j)` pairs of `_steps()`. Draws are
+    ancestral and reparameterized: `seed` splits into n keys; a_0 is
+    `_initial().sample(seed=keys[0], sample_shape=S)`, and a_{j+1} = mean + exp(logvar / 2) *
+    eps with eps = jax.random.normal(keys[j + 1], S + (A_{j+1},)). Log-densities in nats."""
+
+    names: tuple[str, ...]
+
+    def _initial(self):
+        raise NotImplementedError
+
+    def _steps(self):
+        raise NotImplementedError
+
+    def mean(self) -> dict[str, jax.Array]:
+        """Ancestral through the means: a_0* = E[a_0], then a_{j+1}* = mean_j(a_j*).
+
+        Only a_0* is a marginal mean; the others are not E[a_j] unless every mean_j is linear
+        (Jensen): a point for figures and active units.
+        """
+        a = self._initial().mean()
+        z = {self.names[0]: a}
+        for name, step in self._steps():
+            a, _ = step(a)
+            z[name] = a
+        return z
+
+    def sample_and_log_prob(self, *, seed, sample_shape=()):
+        """z as a dict of `S + (A_j,)` arrays, and its log-density of shape S (nats)."""
+        keys = jax.random.split(seed, len(self.names))
+        a, log_p = distributions.sample_and_log_prob(self._initial(), keys[0], sample_shape)
+        z = {self.names[0]: a}
+        for key, (name, step) in zip(keys[1:], self._steps()):
+            mean, logvar = step(a)
+            a = distributions.diag_gaussian_sample(key, mean, logvar)
+            log_p = log_p + distributions.diag_gaussian_log_prob(a, mean, logvar)
+            z[name] = a
+        return z, log_p
+
+    def sample(self, *, seed, sample_shape=()):
+        """`sample_and_log_prob`'s z (the same draws for the same seed)."""
+        return self.sample_and_log_prob(seed=seed, sample_shape=sample_shape)[0]
+
+    def sample_to_depth(self, *, seed, depth: int, sample_shape=()) -> dict[str, jax.Array]:
+        """a_0 .. a_depth drawn as `sample` draws them (the same seed, the same draws), every
+        later variable at its conditional mean given the one before: what the first `depth`
+        + 1 variables encode. depth = len(names) - 1 is `sample`."""
+        keys = jax.random.split(seed, len(self.names))
+        a = self._initial().sample(seed=keys[0], sample_shape=sample_shape)
+        z = {self.names[0]: a}
+        for j, (key, (name, step)) in enumerate(zip(keys[1:], self._steps())):
+            mean, logvar = step(a)
+            a = distributions.diag_gaussian_sample(key, mean, logvar) if j < depth else mean
+            z[name] = a
+        return z
+
+    def log_prob_parts(self, value: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """{names[j]: log p(a_j | a_{j-1})}: one term per variable, each of shape S (nats)."""
+        a = value[self.names[0]]
+        parts = {self.names[0]: self._initial().log_prob(a)}
+        for name, step in self._steps():
+            mean, logvar = step(a)
+            a = value[name]
+            parts[name] = distributions.diag_gaussian_log_prob(a, mean, logvar)
+        return parts
+
+    def log_prob(self, value: Mapping[str, jax.Array]):
+        """The sum of `log_prob_parts`: dict of `S + (A_j,)` -> S."""
+        return sum(self.log_prob_parts(value).values())
+
+
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["first", "params"],
                    meta_fields=["conditionals", "names"])
 @dataclasses.dataclass(frozen=True)
-class GaussianChain:
+class GaussianChain(_MarkovGaussian):
     """p(a_0, ..., a_{n-1}) = p(a_0) prod_j N(a_{j+1}; mean_j(a_j), diag(exp(logvar_j(a_j))))
-    over z = {names[j]: a_j}.
+    over z = {names[j]: a_j}; draws and densities as `_MarkovGaussian` computes them.
 
     `first` is the distribution of a_0 (`DiagGaussian`, `StandardNormal`, or anything with
     distrax's interface over a vector); `conditionals[j]` is a Flax module with
     `apply({"params": params[j]}, a_j) -> (mean, logvar)` keeping leading axes
     (`ConditionalGaussian`). A pytree: `first` and `params` are its data, so
     `jax.tree.map(jax.lax.stop_gradient, chain)` has the same density with no gradient to
-    the parameters, and chains pass through jit and vmap. Log-densities in nats.
-
-    Draws are ancestral and reparameterized: `seed` splits into n keys; a_0 is
-    `first.sample(seed=keys[0], sample_shape=S)`, and a_{j+1} = mean_j(a_j) +
-    exp(logvar_j(a_j) / 2) * eps with eps = jax.random.normal(keys[j + 1], S + (B,)).
+    the parameters, and chains pass through jit and vmap.
     """
 
     first: Any
@@ -144,63 +213,12 @@ class GaussianChain:
             shapes[name], a = tuple(mean.shape), mean
         return shapes
 
-    def mean(self) -> dict[str, jax.Array]:
-        """Ancestral through the means: a_0* = E[a_0], then a_{j+1}* = mean_j(a_j*).
+    def _initial(self):
+        return self.first
 
-        Only a_0* is a marginal mean; the others are not E[a_j] unless every mean_j is linear
-        (Jensen): a point for figures and active units.
-        """
-        a = self.first.mean()
-        z = {self.names[0]: a}
-        for name, module, params in zip(self.names[1:], self.conditionals, self.params):
-            a, _ = _conditional(module, params, a)
-            z[name] = a
-        return z
-
-    def sample_and_log_prob(self, *, seed, sample_shape=()):
-        """z as a dict of `S + (A_j,)` arrays, and log p(z) of shape S (nats)."""
-        keys = jax.random.split(seed, len(self.names))
-        a, log_p = distributions.sample_and_log_prob(self.first, keys[0], sample_shape)
-        z = {self.names[0]: a}
-        for key, name, module, params in zip(keys[1:], self.names[1:], self.conditionals,
-                                             self.params):
-            mean, logvar = _conditional(module, params, a)
-            a = distributions.diag_gaussian_sample(key, mean, logvar)
-            log_p = log_p + distributions.diag_gaussian_log_prob(a, mean, logvar)
-            z[name] = a
-        return z, log_p
-
-    def sample(self, *, seed, sample_shape=()):
-        """`sample_and_log_prob`'s z (the same draws for the same seed)."""
-        return self.sample_and_log_prob(seed=seed, sample_shape=sample_shape)[0]
-
-    def sample_to_depth(self, *, seed, depth: int, sample_shape=()) -> dict[str, jax.Array]:
-        """a_0 .. a_depth drawn as `sample` draws them (the same seed, the same draws), every
-        later variable at its conditional mean given the one before: what the first `depth`
-        + 1 variables encode. depth = len(names) - 1 is `sample`."""
-        keys = jax.random.split(seed, len(self.names))
-        a = self.first.sample(seed=keys[0], sample_shape=sample_shape)
-        z = {self.names[0]: a}
-        for j, (key, name, module, params) in enumerate(zip(keys[1:], self.names[1:],
-                                                            self.conditionals, self.params)):
-            mean, logvar = _conditional(module, params, a)
-            a = distributions.diag_gaussian_sample(key, mean, logvar) if j < depth else mean
-            z[name] = a
-        return z
-
-    def log_prob_parts(self, value: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """{names[j]: log p(a_j | a_{j-1})}: one term per variable, each of shape S (nats)."""
-        a = value[self.names[0]]
-        parts = {self.names[0]: self.first.log_prob(a)}
-        for name, module, params in zip(self.names[1:], self.conditionals, self.params):
-            mean, logvar = _conditional(module, params, a)
-            a = value[name]
-            parts[name] = distributions.diag_gaussian_log_prob(a, mean, logvar)
-        return parts
-
-    def log_prob(self, value: Mapping[str, jax.Array]):
-        """The sum of `log_prob_parts`: dict of `S + (A_j,)` -> S."""
-        return sum(self.log_prob_parts(value).values())
+    def _steps(self):
+        return [(name, functools.partial(_conditional, module, params))
+                for name, module, params in zip(self.names[1:], self.conditionals, self.params)]
 
 
 def precision_weighted(mean_a, logvar_a, mean_b, logvar_b):
@@ -212,18 +230,26 @@ def precision_weighted(mean_a, logvar_a, mean_b, logvar_b):
     return mean, logvar
 
 
+def _merged(up_mean, up_logvar, module, params, above):
+    """A ladder layer's q(z_i | z_{i+1}, x): the bottom-up term (Z,) and the generative
+    p(z_i | above) (S + (Z,)), `precision_weighted`."""
+    mean_p, logvar_p = _conditional(module, params, above)
+    return precision_weighted(jnp.broadcast_to(up_mean, mean_p.shape),
+                              jnp.broadcast_to(up_logvar, logvar_p.shape), mean_p, logvar_p)
+
+
 @functools.partial(jax.tree_util.register_dataclass,
                    data_fields=["top", "up_means", "up_logvars", "params"],
                    meta_fields=["conditionals", "names"])
 @dataclasses.dataclass(frozen=True)
-class LadderPosterior:
+class LadderPosterior(_MarkovGaussian):
     """q(zL | x) prod_i q(z_i | z_{i+1}, x), top-down, with names = ("zL", ..., "z1").
 
     `top` is q(zL | x) (a `DiagGaussian`); for the layers below, in the order of `names[1:]`,
     `up_means[j]` and `up_logvars[j]` are the bottom-up term (mu^, logvar^) of that layer and
     `conditionals[j]` with `params[j]` the generative p(z_i | z_{i+1}) it is merged with
-    (`precision_weighted`). Draws are ancestral and reparameterized like `GaussianChain`'s
-    (one key per layer, top first); a pytree, so it passes through jit and vmap.
+    (`precision_weighted`). Draws and densities as `_MarkovGaussian` computes them (one key
+    per layer, top first); a pytree, so it passes through jit and vmap.
     """
 
     top: Any
@@ -239,50 +265,13 @@ class LadderPosterior:
         shapes |= {name: tuple(m.shape) for name, m in zip(self.names[1:], self.up_means)}
         return shapes
 
-    def _layers(self):
-        return zip(self.names[1:], self.up_means, self.up_logvars, self.conditionals, self.params)
+    def _initial(self):
+        return self.top
 
-    def _merged(self, up_mean, up_logvar, module, params, above):
-        mean_p, logvar_p = _conditional(module, params, above)  # S + (Z,); the up term (Z,)
-        return precision_weighted(jnp.broadcast_to(up_mean, mean_p.shape),
-                                  jnp.broadcast_to(up_logvar, logvar_p.shape), mean_p, logvar_p)
-
-    def mean(self) -> dict[str, jax.Array]:
-        """Ancestral through the means, top-down (a point, like `GaussianChain.mean`)."""
-        a = self.top.mean()
-        z = {self.names[0]: a}
-        for name, up_mean, up_logvar, module, params in self._layers():
-            a, _ = self._merged(up_mean, up_logvar, module, params, a)
-            z[name] = a
-        return z
-
-    def sample_and_log_prob(self, *, seed, sample_shape=()):
-        """z as a dict of `S + (Z_i,)` arrays, and log q(z|x) of shape S (nats)."""
-        keys = jax.random.split(seed, len(self.names))
-        a, log_q = distributions.sample_and_log_prob(self.top, keys[0], sample_shape)
-        z = {self.names[0]: a}
-        for key, (name, up_mean, up_logvar, module, params) in zip(keys[1:], self._layers()):
-            mean, logvar = self._merged(up_mean, up_logvar, module, params, a)
-            a = distributions.diag_gaussian_sample(key, mean, logvar)
-            log_q = log_q + distributions.diag_gaussian_log_prob(a, mean, logvar)
-            z[name] = a
-        return z, log_q
-
-    def sample(self, *, seed, sample_shape=()):
-        return self.sample_and_log_prob(seed=seed, sample_shape=sample_shape)[0]
-
-    def log_prob_parts(self, value: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """{name: log q(z_i | z_{i+1}, x)}, each of shape S (nats)."""
-        a = value[self.names[0]]
-        parts = {self.names[0]: self.top.log_prob(a)}
-        for name, up_mean, up_logvar, module, params in self._layers():
-            mean, logvar = self._merged(up_mean, up_logvar, module, params, a)
-            a = value[name]
-            parts[name] = distributions.diag_gaussian_log_prob(a, mean, logvar)
-        return parts
-
-    def log_prob(self, value: Mapping[str, jax.Array]):
-        return sum(self.log_prob_parts(value).values())
+    def _steps(self):
+        return [(name, functools.partial(_merged, up_mean, up_logvar, module, params))
+                for name, up_mean, up_logvar, module, params in
+                zip(self.names[1:], self.up_means, self.up_logvars, self.conditionals, self.params)]
 
 
 def _names(num_layers: int) -> tuple[str, ...]:

@@ -138,9 +138,7 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
     key = (_group_key(config), len(group.runs), len(devices))
     compiled = {} if compiled is None else compiled
     if key not in compiled:
-        program = Program.build(config, splits.image_shape, splits.train.num_examples,
-                                splits.train.mean_image,
-                                splits.train.init_images)
+        program = Program.build(config, splits.image_shape, splits.train.num_examples, splits.train)
         compiled[key] = _group_functions(program, len(group.runs), devices)
     group_fns = compiled[key]
     # One process owns a group at a time: its group dir and its unfinished runs' workdirs.

@@ -33,9 +33,8 @@ def memory_estimate(config, image_shape: Sequence[int], num_members: int) -> dic
     Any model of the protocol works, since nothing is read from its layers. Compiling takes
     seconds per group shape. Not counted: the uint8 images (on the device once, shared).
     """
-    mean_image = np.full(tuple(image_shape), 0.5, np.float32)  # shapes only: no data here
-    init_images = np.full((2, *image_shape), 0.5, np.float32)
-    program = Program.build(config, image_shape, config.train.batch_size, mean_image, init_images)
+    shapes_only = data_lib.Examples(np.full((2, *image_shape), 128, np.uint8))  # no data here
+    program = Program.build(config, image_shape, config.train.batch_size, shapes_only)
     hyper = jax.tree.map(lambda a: jax.ShapeDtypeStruct((num_members,) + a.shape, a.dtype),
                          program.hyper(config))
     state = jax.eval_shape(jax.vmap(program.init_state), hyper)
