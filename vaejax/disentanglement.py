@@ -200,19 +200,24 @@ def beta_vae_score(codes_of: Callable, factor_sizes: Sequence[int], *, seed: int
                    batch_size: int = 64, num_train: int = 10_000, num_eval: int = 5_000) -> dict:
     """{"train_accuracy", "eval_accuracy"} of a logistic regression that tells which factor was
     held fixed from the mean |codes(f1) − codes(f2)| over `batch_size` pairs sharing it.
-    `codes_of(factors int [B, F]) -> codes [B, L]` renders and encodes."""
+    `codes_of(factors int [B, F]) -> codes [B, L]` renders and encodes; it is called once per
+    set of points, on all their batches together (B = n * batch_size), so an encoder runs
+    on large batches."""
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
 
     def points(n):
         labels = rng.integers(0, len(factor_sizes), n)
-        features = []
+        first, second = [], []
         for k in labels:
             f1, f2 = _sample_factors(rng, factor_sizes, batch_size), _sample_factors(rng, factor_sizes, batch_size)
             f2[:, k] = f1[:, k]
-            features.append(np.mean(np.abs(np.asarray(codes_of(f1)) - np.asarray(codes_of(f2))), 0))
-        return np.stack(features), labels
+            first.append(f1)
+            second.append(f2)
+        codes = [np.asarray(codes_of(np.concatenate(f))).reshape(n, batch_size, -1)
+                 for f in (first, second)]
+        return np.mean(np.abs(codes[0] - codes[1]), axis=1), labels
 
     x, y = points(num_train)
     model = LogisticRegression(max_iter=1000).fit(x, y)
@@ -228,7 +233,8 @@ def factor_vae_score(codes_of: Callable, factor_sizes: Sequence[int], *, seed: i
     standard deviation is below `prune_threshold` (collapsed to the prior) never get a vote
     (Locatello et al.'s setting, 0.05). disentanglement_lib takes the argmin among the
     active dimensions and uses it as an index of all of them; here the vote goes to the
-    dimension itself (the same when no dimension is pruned)."""
+    dimension itself (the same when no dimension is pruned). `codes_of` as for
+    `beta_vae_score`: called on all of a set's batches at once."""
     rng = np.random.default_rng(seed)
     global_var = np.var(np.asarray(codes_of(_sample_factors(rng, factor_sizes, num_variance_estimate))),
                         axis=0, ddof=1)
@@ -237,14 +243,18 @@ def factor_vae_score(codes_of: Callable, factor_sizes: Sequence[int], *, seed: i
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
 
     def votes(n):
-        table = np.zeros((len(factor_sizes), global_var.shape[0]), np.int64)
+        fixed, batches = [], []
         for _ in range(n):
             k = rng.integers(0, len(factor_sizes))
             f = _sample_factors(rng, factor_sizes, batch_size)
             f[:, k] = f[0, k]
-            local = np.var(np.asarray(codes_of(f)), axis=0, ddof=1)
-            ratio = np.where(active, local / np.where(active, global_var, 1.0), np.inf)
-            table[k, int(np.argmin(ratio))] += 1
+            fixed.append(k)
+            batches.append(f)
+        codes = np.asarray(codes_of(np.concatenate(batches))).reshape(n, batch_size, -1)
+        local = np.var(codes, axis=1, ddof=1)  # (n, L)
+        ratio = np.where(active, local / np.where(active, global_var, 1.0), np.inf)
+        table = np.zeros((len(factor_sizes), global_var.shape[0]), np.int64)
+        np.add.at(table, (np.asarray(fixed), np.argmin(ratio, axis=1)), 1)
         return table
 
     train = votes(num_train)
