@@ -8,7 +8,8 @@
 #
 #   experiments/burda2015.sh [ROW...]        # rows: vae_k1 iwae_k5 iwae_k50 (default: these),
 #                                            # vae_k1_cosine500 (a shorter schedule) and
-#                                            # two_layer_vae_k1 (seed 0, two stochastic layers)
+#                                            # two_layer_vae_k1 and two_layer_iwae_k5 (seed 0,
+#                                            # two stochastic layers)
 #   vaejax record $OUT/ROW docs/burda2015/records/ROW   # the row's record (no checkpoints)
 #   vaejax report docs/burda2015             # the page, figures and README table
 #
@@ -26,8 +27,10 @@ declare -A FLAGS=(
   # the VAE row with the learning rate decayed by a cosine over 500 epochs instead
   [vae_k1_cosine500]="--config.objective.kind=elbo --config.optimizer.schedule=cosine --config.train.epochs=500"
   [two_layer_vae_k1]="--config.objective.kind=elbo"
+  [two_layer_iwae_k5]="--config.objective.kind=iwae --config.objective.num_samples=5 --config.train.keep_every=40"
 )
-declare -A CONFIGS=([two_layer_vae_k1]=experiments/iwae_two_layer.py)
+declare -A CONFIGS=([two_layer_vae_k1]=experiments/iwae_two_layer.py
+                    [two_layer_iwae_k5]=experiments/iwae_two_layer.py)
 for row in ${ROWS[@]}; do
   echo "== $row -> $OUT/$row"
   # shellcheck disable=SC2086
