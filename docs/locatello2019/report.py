@@ -40,6 +40,10 @@ METRICS = {"disentanglement/beta_vae_eval_accuracy": "BetaVAE score",
 SCORES = {"test/neg_elbo": "ELBO", "test/distortion": "−reconstruction error"}
 
 
+MIN_MODELS = 10     # the rank-correlation findings are read over at least this many models
+MIN_PER_METHOD = 3  # and a method is compared with at least this many of its own
+
+
 def row_name(method: str, strength: float, seed: int) -> str:
     return f"{method}_{strength:g}_seed{seed}"
 
@@ -155,13 +159,14 @@ def _findings(models, verdicts, labels, matrix) -> list[str]:
     n = len(METRICS)
     if matrix is None:
         lines.append("- *Metrics agree only partly*, and whether the unsupervised loss picks the "
-                     "models the metrics prefer: cannot be judged yet, fewer than 3 models.")
+                     f"models the metrics prefer: cannot be judged yet, {len(models)} models "
+                     f"(fewer than {MIN_MODELS}; the figure shows their correlations).")
         matrix = np.full((n + len(SCORES), n + len(SCORES)), np.nan)
     off = matrix[:n, :n][~np.eye(n, dtype=bool)]
     off = off[np.isfinite(off)]
     if off.size:
         weak = [f"{labels[i]} and {labels[j]} ({matrix[i, j]:.2f})" for i in range(n)
-                for j in range(i + 1, n) if np.isfinite(matrix[i, j]) and matrix[i, j] < 0.5]
+                for j in range(i + 1, n) if np.isfinite(matrix[i, j]) and round(matrix[i, j], 6) < 0.5]
         lines.append(
             f"- *Metrics agree only partly.* The rank correlations between the six metrics over "
             f"the {len(models)} models range from {off.min():.2f} to {off.max():.2f} (median "
@@ -178,8 +183,11 @@ def _findings(models, verdicts, labels, matrix) -> list[str]:
                         if np.isfinite(value))
             + f": above 0.5 for {len(agree)} of the {n} metrics"
             + (f" ({', '.join(agree)})" if agree else "") + ".")
-    if len(methods) >= 2:
-        winners = _winners(models)
+    counted = [m for m in models
+               if sum(o["method"] == m["method"] for o in models) >= MIN_PER_METHOD]
+    if len({m["method"] for m in counted}) >= 2:
+        methods = list(dict.fromkeys(m["method"] for m in counted))
+        winners = _winners(counted)
         best = set(winners.values())
         lines.append(
             "- *No method wins consistently.* The method with the best mean per metric: "
@@ -187,7 +195,8 @@ def _findings(models, verdicts, labels, matrix) -> list[str]:
             + f": {'holds' if len(best) > 1 else 'does not hold'} among the "
               f"{len(methods)} methods trained ({', '.join(methods)}).")
     else:
-        lines.append("- *No method wins consistently*: cannot be judged yet, one method trained.")
+        lines.append(f"- *No method wins consistently*: cannot be judged yet, fewer than two "
+                     f"methods with {MIN_PER_METHOD} models or more.")
     return lines
 
 
@@ -203,6 +212,7 @@ def render(records, out_dir) -> dict[str, str]:
     table = _table(models)
     spread_lines, verdicts = _spread_table(models)
     labels, matrix = _correlations(models) if len(models) >= 3 else ([], None)
+    judged = matrix if len(models) >= MIN_MODELS else None
     methods = list(dict.fromkeys(m["method"] for m in models))
     budget = (f"{config['train']['epochs']} epoch of the first {config['data']['num_train']:,} "
               f"training images at batch {config['train']['batch_size']}"
@@ -230,7 +240,7 @@ def render(records, out_dir) -> dict[str, str]:
         *(["![rank correlation between the metrics](rank_correlation.png)", ""]
           if matrix is not None else []),
         "The paper's findings, on these records:", "",
-        *_findings(models, verdicts, labels, matrix), "",
+        *_findings(models, verdicts, labels if judged is not None else [], judged), "",
     ]
     hardware = published.hardware_of(records)
     if hardware:
