@@ -222,6 +222,8 @@ NOT_RUN = {
     ("README.md", "vaejax sweep experiments/locatello2019.py"):
         "renders all of dSprites and trains 108 conv models; the study's plan and one step of each "
         "method are tested in test_objectives_disentangling.py",
+    ("docs/studies/index.md", "vaejax sweep experiments/locatello2019.py"):
+        "the README's CPU-budget command for the same study (above)",
 }
 # Appended to every documented train, sweep and eval (later settings win), so that each trains
 # for one epoch on a few hundred images and evaluates on 64.
