@@ -139,31 +139,38 @@ def _winners(models) -> dict[str, str]:
 
 
 def _findings(models, verdicts, labels, matrix) -> list[str]:
+    """The paper's findings read on `models`, each one line that ends in holds, does not hold,
+    or cannot be judged yet (with why). verdicts: per (method, metric) pair, whether the seed
+    spread is at least the strength spread; matrix: the rank correlations over `labels` (the
+    metrics, then SCORES), or None while fewer than MIN_MODELS models are trained."""
+    return [_seed_finding(models, verdicts), *_correlation_findings(models, labels, matrix),
+            _winner_finding(models)]
+
+
+def _seed_finding(models, verdicts) -> str:
+    if not verdicts:
+        return ("- *Random seeds matter as much as hyperparameters*: cannot be judged yet, "
+                "no method has two strengths with two seeds each.")
     methods = list(dict.fromkeys(m["method"] for m in models))
-    strengths = {method: sorted({m["strength"] for m in models if m["method"] == method})
-                 for method in methods}
-    lines = []
-    trained = "; ".join(f"{method}: " + ", ".join(f"{v:g}" for v in values)
-                        for method, values in strengths.items())
-    if verdicts:
-        share = sum(verdicts) / len(verdicts)
-        lines.append(
-            f"- *Random seeds matter as much as hyperparameters.* In {sum(verdicts)} of "
+    trained = "; ".join(f"{method}: " + ", ".join(
+        f"{v:g}" for v in sorted({m["strength"] for m in models if m["method"] == method}))
+        for method in methods)
+    share = sum(verdicts) / len(verdicts)
+    return (f"- *Random seeds matter as much as hyperparameters.* In {sum(verdicts)} of "
             f"{len(verdicts)} (method, metric) pairs the spread across seeds is at least the "
             f"spread across strengths (table above): "
             f"{'holds' if share >= 0.5 else 'does not hold'} at this budget, for the "
             f"strengths trained ({trained}).")
-    else:
-        lines.append("- *Random seeds matter as much as hyperparameters*: cannot be judged yet, "
-                     "no method has two strengths with two seeds each.")
-    n = len(METRICS)
+
+
+def _correlation_findings(models, labels, matrix) -> list[str]:
     if matrix is None:
-        lines.append("- *Metrics agree only partly*, and whether the unsupervised loss picks the "
-                     f"models the metrics prefer: cannot be judged yet, {len(models)} models "
-                     f"(fewer than {MIN_MODELS}; the figure shows their correlations).")
-        matrix = np.full((n + len(SCORES), n + len(SCORES)), np.nan)
+        return ["- *Metrics agree only partly*, and whether the unsupervised loss picks the "
+                f"models the metrics prefer: cannot be judged yet, {len(models)} models "
+                f"(fewer than {MIN_MODELS}; the figure shows their correlations)."]
+    n, lines = len(METRICS), []
     off = matrix[:n, :n][~np.eye(n, dtype=bool)]
-    off = off[np.isfinite(off)]
+    off = off[np.isfinite(off)]  # a metric constant over the models has no rank correlation
     if off.size:
         weak = [f"{labels[i]} and {labels[j]} ({matrix[i, j]:.2f})" for i in range(n)
                 for j in range(i + 1, n) if np.isfinite(matrix[i, j]) and round(matrix[i, j], 6) < 0.5]
@@ -173,7 +180,7 @@ def _findings(models, verdicts, labels, matrix) -> list[str]:
             f"{np.median(off):.2f}); {len(weak)} of {off.size // 2} pairs are below 0.5"
             + (f": {'; '.join(weak)}" if weak else "")
             + f": {'holds' if weak else 'does not hold'}.")
-    for k, score in enumerate(SCORES.values() if labels else ()):
+    for k, score in enumerate(SCORES.values()):
         row = matrix[n + k, :n]
         agree = [label for label, value in zip(labels, row) if np.isfinite(value) and value > 0.5]
         lines.append(
@@ -183,21 +190,21 @@ def _findings(models, verdicts, labels, matrix) -> list[str]:
                         if np.isfinite(value))
             + f": above 0.5 for {len(agree)} of the {n} metrics"
             + (f" ({', '.join(agree)})" if agree else "") + ".")
+    return lines
+
+
+def _winner_finding(models) -> str:
     counted = [m for m in models
                if sum(o["method"] == m["method"] for o in models) >= MIN_PER_METHOD]
-    if len({m["method"] for m in counted}) >= 2:
-        methods = list(dict.fromkeys(m["method"] for m in counted))
-        winners = _winners(counted)
-        best = set(winners.values())
-        lines.append(
-            "- *No method wins consistently.* The method with the best mean per metric: "
+    methods = list(dict.fromkeys(m["method"] for m in counted))
+    if len(methods) < 2:
+        return (f"- *No method wins consistently*: cannot be judged yet, fewer than two "
+                f"methods with {MIN_PER_METHOD} models or more.")
+    winners = _winners(counted)
+    return ("- *No method wins consistently.* The method with the best mean per metric: "
             + ", ".join(f"{metric} {method}" for metric, method in winners.items())
-            + f": {'holds' if len(best) > 1 else 'does not hold'} among the "
+            + f": {'holds' if len(set(winners.values())) > 1 else 'does not hold'} among the "
               f"{len(methods)} methods trained ({', '.join(methods)}).")
-    else:
-        lines.append(f"- *No method wins consistently*: cannot be judged yet, fewer than two "
-                     f"methods with {MIN_PER_METHOD} models or more.")
-    return lines
 
 
 def render(records, out_dir) -> dict[str, str]:
@@ -240,7 +247,7 @@ def render(records, out_dir) -> dict[str, str]:
         *(["![rank correlation between the metrics](rank_correlation.png)", ""]
           if matrix is not None else []),
         "The paper's findings, on these records:", "",
-        *_findings(models, verdicts, labels if judged is not None else [], judged), "",
+        *_findings(models, verdicts, labels, judged), "",
     ]
     hardware = published.hardware_of(records)
     if hardware:
