@@ -73,7 +73,7 @@ run: setup data
 	$(VAEJAX) train --config $(CONFIG) --workdir $(WORKDIR) --resume
 
 test: setup-dev data browser
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 # tests/test_slurm.py against a one-node Slurm on this machine (root: apt-get installs slurm-wlm
 # and munge the first time); the cluster is stopped afterwards, whatever the tests gave.

@@ -72,14 +72,25 @@ def trained(tmp_path_factory, mnist_dir):
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
     """Identical programs compiled by several tests (each `train` run builds its own Program;
-    `reproduce` trains a run again) hit JAX's persistent cache, shared by the xdist workers.
+    `reproduce` trains a run again) hit JAX's persistent cache, shared by the xdist workers
+    and the processes they start.
     The cached executable is the same one, so no number changes."""
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
     old = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.getbasetemp().parent / "jax-cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    values = {"jax_compilation_cache_dir": str(tmp_path_factory.getbasetemp().parent / "jax-cache"),
+              "jax_persistent_cache_min_compile_time_secs": 0,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+    # and the `vaejax` processes the tests start (documented commands, faults, Slurm jobs)
+    old_env = {name.upper(): os.environ.get(name.upper()) for name in names}
+    for name, value in values.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
     yield
     for name, value in old.items():
         jax.config.update(name, value)
+    for name, value in old_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -10,6 +10,9 @@ from data_helpers import quiet, small_arrays, write_idx_folder
 
 from vaejax import data
 
+# `make test` (--dist loadgroup) runs this module on one worker: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("data_cache_faults")
+
 FIELDS = ("train_images", "train_labels", "test_images", "test_labels")
 
 

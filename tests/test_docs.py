@@ -147,6 +147,7 @@ def site(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("site")  # one worker builds the site once
 def test_the_site_builds_strictly(site):
     """The built pages hold the API reference (from the docstrings) and the command-line
     reference (from the parser)."""
@@ -184,6 +185,7 @@ def browse(url: str, *, screenshot: pathlib.Path | None = None) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("site")
 @pytest.mark.parametrize("page, title", [("getting-started", "Getting started - vaejax"),
                                          ("api", "API - vaejax")])
 def test_pages_render_in_a_real_browser(site, page, title, tmp_path):

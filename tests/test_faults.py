@@ -29,6 +29,10 @@ from vaejax import checkpoints, cli, locking, records, reproduce
 from vaejax import config as config_lib
 from vaejax import train as train_lib
 
+# `make test` (--dist loadgroup) runs this module on one worker: its module fixtures (the
+# reference run, the fault suite's summary) are set up once.
+pytestmark = pytest.mark.xdist_group("faults")
+
 FAULTS = collections.Counter()  # kind -> faults caused (printed at the end of the module)
 
 

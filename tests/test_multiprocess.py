@@ -111,9 +111,7 @@ class Job:
         for index in range(n):
             env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                        JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(index),
-                       VAEJAX_PEER_TIMEOUT=str(peer_timeout), PYTHONUNBUFFERED="1",
-                       # conftest's compilation cache (the same executables, the same numbers)
-                       JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir))
+                       VAEJAX_PEER_TIMEOUT=str(peer_timeout), PYTHONUNBUFFERED="1")
             env.pop("XLA_FLAGS", None)  # one CPU device per process
             out, err = logs / f"{index}.out", logs / f"{index}.err"
             self.outputs.append((out, err))

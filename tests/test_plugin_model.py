@@ -20,6 +20,9 @@ from vaejax import config as config_lib
 
 from run_helpers import REPO, comparable
 
+# `make test` (--dist loadgroup) runs this module on one worker: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("plugin_model")
+
 EXPERIMENT = REPO / "experiments" / "mixture_prior_mnist.py"
 SHRINK = ["data.num_train=512", "data.num_validation=10000", "train.epochs=2", "train.batch_size=64",
           "model.hidden_size=64", "model.latent_dim=4", "model.num_components=3",

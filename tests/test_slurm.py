@@ -22,7 +22,8 @@ from run_helpers import REPO, comparable, small_config, small_flags
 from vaejax import records, train
 from vaejax.sweep import run_sweep
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# One xdist worker runs this module: one Slurm cluster, started once.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 SCRIPT = REPO / "scripts" / "slurm" / "cluster.sh"
 VAEJAX = [str(pathlib.Path(sys.executable).parent / "vaejax")]  # the venv's entry point

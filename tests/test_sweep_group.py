@@ -24,6 +24,9 @@ from vaejax.sweep.results import FIGURES
 from vaejax import train as train_lib
 from vaejax.sweep import group as group_lib
 
+# `make test` (--dist loadgroup) runs this module on one worker: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("sweep_group")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "smoke_sweep.py"
 SHRINK = ("data.num_train=512", "data.num_validation=500", "eval.iwae_samples=10",

@@ -166,12 +166,14 @@ class Manager:
                     return epoch, self.restore(epoch, like)
             except Exception as error:  # noqa: BLE001  (orbax and TensorStore raise many kinds)
                 _drop_failed_restore_noise()
-                if not (self.directory / str(epoch)).exists():  # removed by its writer meanwhile
-                    self._manager.reload()
-                    continue
-                aside = self.set_aside(epoch)
-                log(f"checkpoints: the checkpoint of epoch {epoch} is damaged and was skipped "
-                    f"({_reason(error)}); moved to {aside}")
+                reason = _reason(error)
+            _collect_quietly()  # the failed restore's leftovers, unreferenced now
+            if not (self.directory / str(epoch)).exists():  # removed by its writer meanwhile
+                self._manager.reload()
+                continue
+            aside = self.set_aside(epoch)
+            log(f"checkpoints: the checkpoint of epoch {epoch} is damaged and was skipped "
+                f"({reason}); moved to {aside}")
         return None, like
 
     def delete(self, epochs) -> int:
@@ -264,10 +266,19 @@ def _quiet_background_errors():
     absl.setLevel(logging.CRITICAL)  # orbax's worker threads log each failure again
     try:
         yield
+    except BaseException:
+        gc.collect()  # what of the failed call is already unreferenced is finalized quietly
+        raise
     finally:
-        gc.collect()  # the failed call's coroutines are finalized here, quietly
         sys.unraisablehook, threading.excepthook = hooks
         absl.setLevel(level)
+
+
+def _collect_quietly() -> None:
+    """Finalizes what a failed orbax call left behind once nothing refers to its error (the
+    error's traceback keeps it alive until then), its noise dropped."""
+    with _quiet_background_errors():
+        gc.collect()
 
 
 def _reason(error: BaseException) -> str:
