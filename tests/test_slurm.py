@@ -140,11 +140,14 @@ def test_sweep_array_report_equals_a_local_run_and_a_resubmission_finishes_it(
     # One run unfinished again: only its group is submitted; a second submission while that
     # one is queued or running is refused; the report ends equal again.
     (sweep_dir / "runs" / "latent_dim=4,beta=2,seed=1" / records.RESULTS).unlink()
-    job_id, out = _submit(sweep_dir, flags, env)
+    # Submitted held (sbatch reads SBATCH_HOLD), so that it is still queued when the second
+    # submission comes: with its programs in the compilation cache it can finish in seconds.
+    job_id, out = _submit(sweep_dir, flags, {**env, "SBATCH_HOLD": "1"})
     assert job_id is not None and "1 of 2 groups (4 of 8 runs)" in out and "shard 1/2" in out, out
     refused = _vaejax(["sweep", SMOKE, "--workdir", sweep_dir, "--submit", "slurm", *flags], env)
     assert refused.returncode == 2 and f"Slurm job(s) {job_id} still queued or running" in (
         refused.stderr), refused.stderr
+    subprocess.run(["scontrol", "release", job_id], env=env, check=True, capture_output=True)
     assert _wait(job_id, env, why=_logs(sweep_dir)) == ["COMPLETED"], _logs(sweep_dir)
     assert "3 runs already finished (kept)" in _logs(sweep_dir)
     assert _vaejax(["sweep-report", sweep_dir], env).returncode == 0
