@@ -234,7 +234,7 @@ TINY_TRAIN = ["--config.data.num_train=256", "--config.data.num_validation=64",
 TINY_EVAL = ["--config.eval.num_test_examples=64", "--config.eval.iwae_chunk=50"]
 # A sweep's members (75 in the latent x beta sweep) and a training evaluate with fewer draws
 # and no figures; getting-started's run keeps both, as its page shows them.
-TINY_SWEEP_EVAL = ["--config.eval.iwae_samples=100", "--config.eval.figures=False"]
+FEW_DRAWS = ["--config.eval.iwae_samples=100", "--config.eval.figures=False"]
 TINY_AIS = ["--config.eval.ais_steps=4", "--config.eval.ais_chains=2",
             "--config.eval.ais_num_examples=2", "--config.eval.gap_steps=3"]
 
@@ -281,8 +281,8 @@ def test_every_documented_command_runs(page, tmp_path, trained, mnist_dir, binar
         workdir = args[args.index("--workdir") + 1] if "--workdir" in args else None
         if args[0] in ("eval", "sample") and not (tmp_path / workdir).exists():
             shutil.copytree(trained[0], tmp_path / workdir)
-        extra = {"train": TINY_TRAIN + TINY_EVAL + TINY_SWEEP_EVAL * (page.name != "getting-started.md"),
-                 "sweep": TINY_TRAIN + TINY_EVAL + TINY_SWEEP_EVAL, "eval": TINY_EVAL}.get(args[0], [])
+        extra = {"train": TINY_TRAIN + TINY_EVAL + FEW_DRAWS * (page.name != "getting-started.md"),
+                 "sweep": TINY_TRAIN + TINY_EVAL + FEW_DRAWS, "eval": TINY_EVAL}.get(args[0], [])
         if args[0] == "sweep" and "--dry-run" in args:
             extra = TINY_TRAIN
         if "--config.eval.disentanglement=True" in args:  # scores need the whole factor grid
