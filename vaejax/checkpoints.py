@@ -239,15 +239,26 @@ def _closed_loop_noise(error) -> bool:
     return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
 
 
+def _failed_read_noise(error) -> bool:
+    """A TensorStore read of a restore that already failed, raising again as its coroutine
+    is finalized (possibly long after, on another thread's loop): the same damage, reported."""
+    return _closed_loop_noise(error) or str(error).startswith(_FAILED_READ)
+
+
+_FAILED_READ = "Encountered error while reading array index"  # orbax's serialization.py
+
+
 @functools.cache
 def _drop_failed_restore_noise() -> None:
     """After a failed restore, TensorStore reads still in flight finish later, even at exit,
     and each reports to the closed event loop of the restore: "Event loop is closed" and
     "Task exception was never retrieved", dozens of tracebacks. Installed once, after the
-    first failed restore, these filters drop exactly those messages and pass on the rest."""
+    first failed restore, these filters drop exactly those messages and pass on the rest.
+    So do the reads' own errors when their coroutines are collected later: "Exception ignored
+    in <coroutine _read_array_index_and_device_put>", the damage already reported once."""
     unraisable, thread = sys.unraisablehook, threading.excepthook
-    sys.unraisablehook = lambda u: None if _closed_loop_noise(u.exc_value) else unraisable(u)
-    threading.excepthook = lambda a: None if _closed_loop_noise(a.exc_value) else thread(a)
+    sys.unraisablehook = lambda u: None if _failed_read_noise(u.exc_value) else unraisable(u)
+    threading.excepthook = lambda a: None if _failed_read_noise(a.exc_value) else thread(a)
     logging.getLogger("asyncio").addFilter(
         lambda record: not record.getMessage().startswith("Task exception was never retrieved"))
 
