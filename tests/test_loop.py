@@ -80,6 +80,21 @@ def test_progress_callback_reports_steps_and_changes_nothing():
     assert seen == [3, 6]
 
 
+def test_an_epoch_shorter_than_the_progress_interval_compiles_no_callback():
+    """Only an epoch that can reach `every` steps carries the host callback, which keeps a
+    program out of JAX's persistent compilation cache."""
+    config = tiny_config("train.progress_every=3")
+    program = Program.build(config, IMAGE_SHAPE, 64)  # 8 steps per epoch
+    data = jnp.asarray(images(64))
+    hyper = program.hyper(config)
+
+    def compiled_text(every):
+        epoch = jax.jit(lambda s, h: program.train_epoch(s, h, data, 0, on_steps=print, every=every))
+        return epoch.lower(program.init_state(hyper), hyper).as_text()
+
+    assert "callback" in compiled_text(8) and "callback" not in compiled_text(9)
+
+
 def test_progress_lines_inside_an_epoch(tmp_path, monkeypatch):
     """With the interval at 0 every callback prints: steps, percent, rate and time left."""
     monkeypatch.setattr(progress, "PROGRESS_INTERVAL", 0.0)

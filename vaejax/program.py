@@ -371,7 +371,9 @@ class Program:
         With `on_steps` and `every` > 0, the host function `on_steps(n)` is called from inside
         the scan after every `every`-th step, n the steps done in this epoch (an int32 scalar,
         the same for every member of a vmapped group, so a group calls it once): progress
-        output. It changes no number the epoch computes.
+        output. It changes no number the epoch computes. It is compiled in only when the
+        epoch has at least `every` steps: a program without a host callback can be kept in
+        JAX's persistent compilation cache, and an epoch shorter than `every` never calls it.
 
         Returns the new state and per-step metrics, each of shape (steps_per_epoch,).
         """
@@ -380,10 +382,12 @@ class Program:
         order = data_lib.epoch_indices(
             jax.random.fold_in(keys.data, epoch), examples.images.shape[0], self.batch_size)
 
+        reports = on_steps is not None and 0 < every <= order.shape[0]
+
         def body(state, inputs):
             i, batch_idx = inputs
             out = self.train_step(state, hyper, examples.take(batch_idx), keys)
-            if on_steps is not None and every > 0:
+            if reports:
                 jax.lax.cond((i + 1) % every == 0,
                              lambda: jax.debug.callback(on_steps, i + 1), lambda: None)
             return out
