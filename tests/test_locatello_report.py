@@ -70,8 +70,15 @@ def test_a_method_wins_only_with_three_models_and_a_rival():
 
     one_wins = two + [model("FactorVAE", 10, 2)]
     last = report._findings(one_wins, [], [], None)[-1]
-    assert "MIG β-VAE" in last and last.endswith("does not hold among the 2 methods trained "
-                                                  "(β-VAE, FactorVAE).")
+    assert "MIG β-VAE" in last and last.endswith(
+        "does not hold among the 2 methods trained so far, at only part of their strengths "
+        "(β-VAE at 1; FactorVAE at 10), so not yet across each method's range.")
+    # with every strength of the study trained, the finding stands without that caveat
+    full = [model(method, strength, s, 1.0 if method == "β-VAE" else 0.5)
+            for method, key in (("β-VAE", "beta_vae"), ("FactorVAE", "factor_vae"))
+            for strength in report.STUDY.STRENGTHS[key][2] for s in range(3)]
+    last = report._findings(full, [], [], None)[-1]
+    assert last.endswith("does not hold among the 2 methods trained (β-VAE, FactorVAE).")
 
     split = one_wins + [model("FactorVAE", 100, 0, 0.0, SAP=9.0)]
     last = report._findings(split, [], [], None)[-1]

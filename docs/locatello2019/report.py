@@ -201,10 +201,20 @@ def _winner_finding(models) -> str:
         return (f"- *No method wins consistently*: cannot be judged yet, fewer than two "
                 f"methods with {MIN_PER_METHOD} models or more.")
     winners = _winners(counted)
-    return ("- *No method wins consistently.* The method with the best mean per metric: "
+    verdict = "holds" if len(set(winners.values())) > 1 else "does not hold"
+    trained = {method: sorted({m["strength"] for m in counted if m["method"] == method})
+               for method in methods}
+    study = {METHODS[key]: values for key, (_, _, values, _) in STUDY.STRENGTHS.items()}
+    scope = f"the {len(methods)} methods trained ({', '.join(methods)})"
+    if any(len(values) < len(study[method]) for method, values in trained.items()):
+        scope = (f"the {len(methods)} methods trained so far, at only part of their strengths ("
+                 + "; ".join(f"{method} at {', '.join(f'{v:g}' for v in values)}"
+                             for method, values in trained.items())
+                 + "), so not yet across each method's range")
+    return ("- *No method wins consistently.* The method with the best mean per metric (over "
+            "its seeds and the strengths trained): "
             + ", ".join(f"{metric} {method}" for metric, method in winners.items())
-            + f": {'holds' if len(set(winners.values())) > 1 else 'does not hold'} among the "
-              f"{len(methods)} methods trained ({', '.join(methods)}).")
+            + f": {verdict} among {scope}.")
 
 
 def render(records, out_dir) -> dict[str, str]:
