@@ -1,6 +1,8 @@
 """docs/locatello2019/report.py: the seed-against-strength spread and the paper's findings,
 read on constructed models whose answers are known."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,13 @@ def test_a_method_wins_only_with_three_models_and_a_rival():
     split = one_wins + [model("FactorVAE", 100, 0, 0.0, SAP=9.0)]
     last = report._findings(split, [], [], None)[-1]
     assert "SAP FactorVAE" in last and ": holds among the 2 methods" in last
+
+
+def test_the_scoring_split_is_each_metrics_median_share_of_the_timed_models():
+    timed = lambda **seconds: {"record": types.SimpleNamespace(  # noqa: E731
+        results={"disentanglement_metric_time": seconds})}
+    untimed = {"record": types.SimpleNamespace(results={})}
+    assert report._scoring_split([untimed]) == ""
+    split = report._scoring_split([untimed, timed(dci=30.0, mig=10.0), timed(dci=10.0, mig=10.0)])
+    assert split == (" Each metric's share of it (median of the 2 models that time it): "
+                     "dci 62%, mig 38%.")

@@ -217,6 +217,19 @@ def _winner_finding(models) -> str:
             + f": {verdict} among {scope}.")
 
 
+def _scoring_split(models) -> str:
+    """Where the scoring time goes, from the records that time each metric
+    (`disentanglement_metric_time`); empty when none does."""
+    timed = [m["record"].results["disentanglement_metric_time"] for m in models
+             if "disentanglement_metric_time" in m["record"].results]
+    if not timed:
+        return ""
+    shares = {name: np.median([t[name] / sum(t.values()) for t in timed]) for name in timed[0]}
+    return (f" Each metric's share of it (median of the {len(timed)} models that time it): "
+            + ", ".join(f"{name} {share:.0%}" for name, share in
+                        sorted(shares.items(), key=lambda item: -item[1])) + ".")
+
+
 def render(records, out_dir) -> dict[str, str]:
     out_dir = pathlib.Path(out_dir)
     models = _models(records)
@@ -266,7 +279,8 @@ def render(records, out_dir) -> dict[str, str]:
         lines += [f"Trained on {hardware}, one group of three seeds per core: "
                   f"{epoch_s / 60:.0f} min of training per group (median). Scoring took "
                   f"{min(scoring_s) / 60:.0f} to {max(scoring_s) / 60:.0f} min per model "
-                  f"(`disentanglement_time`); it depends on what else ran on the machine.", ""]
+                  f"(`disentanglement_time`); it depends on what else ran on the machine."
+                  + _scoring_split(models), ""]
     (out_dir / "results.md").write_text("\n".join(lines))
     plots.metrics_vs_strength(models, out_dir / "metrics_vs_strength.png",
                               metrics=list(METRICS.values()))
