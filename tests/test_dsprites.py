@@ -100,6 +100,17 @@ def test_scores_of_an_encoder_that_reads_the_factors_off_the_pixels():
     assert dis.mig(measured(f), f) > 2 * dis.mig(mixed(f), f)
 
 
+def test_the_split_scales_its_own_copies_and_leaves_the_grid_it_was_given():
+    factors = np.arange(40)[:, None]
+    images = (factors % 2).astype(np.uint8).reshape(40, 1, 1, 1)
+    split = dsprites._split(factors, images)
+    assert set(np.unique(images)) == {0, 1}  # the caller's array is not scaled in place
+    for part in ("train", "test"):
+        np.testing.assert_array_equal(split[f"{part}_images"].reshape(-1),
+                                      255 * (split[f"{part}_factors"][:, 0] % 2))
+    assert len(split["train_images"]) + len(split["test_images"]) == 40
+
+
 def test_factor_datasets_carry_their_factors_beside_the_images_and_models_never_see_them():
     from vaejax import config as config_lib  # noqa: PLC0415
     from vaejax.data import load_splits  # noqa: PLC0415

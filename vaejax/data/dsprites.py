@@ -174,9 +174,11 @@ def _split(factors: np.ndarray, images: np.ndarray) -> dict:
     binarization) keeps them exactly."""
     order = np.random.default_rng(SPLIT_SEED).permutation(factors.shape[0])
     test, train = order[:round(TEST_FRACTION * len(order))], order[round(TEST_FRACTION * len(order)):]
-    pixels = images * np.uint8(255)
-    return {"train_images": pixels[train], "train_factors": factors[train], "train_labels": None,
-            "test_images": pixels[test], "test_factors": factors[test], "test_labels": None}
+    train_images, test_images = images[train], images[test]  # copies: scaled in place below
+    for pixels in (train_images, test_images):  # 3 GB of dSprites: no third copy for the x255
+        np.multiply(pixels, np.uint8(255), out=pixels)
+    return {"train_images": train_images, "train_factors": factors[train], "train_labels": None,
+            "test_images": test_images, "test_factors": factors[test], "test_labels": None}
 
 
 def dsprites_dataset(*, dsprites_npz: str = "", log=print) -> dict:
