@@ -22,9 +22,11 @@ one-process run's: either restores the other's checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import gc
+import inspect
 import logging
 import pathlib
 import shutil
@@ -246,6 +248,7 @@ def _failed_read_noise(error) -> bool:
 
 
 _FAILED_READ = "Encountered error while reading array index"  # orbax's serialization.py
+_FAILED_READ_COROUTINE = "_read_array_index_and_device_put"  # the read that raises it
 
 
 @functools.cache
@@ -261,6 +264,21 @@ def _drop_failed_restore_noise() -> None:
     threading.excepthook = lambda a: None if _failed_read_noise(a.exc_value) else thread(a)
     logging.getLogger("asyncio").addFilter(
         lambda record: not record.getMessage().startswith("Task exception was never retrieved"))
+    atexit.register(_close_failed_reads)
+
+
+def _close_failed_reads() -> None:
+    """At exit, closes the reads of failed restores still suspended, quietly. Left to the
+    interpreter's shutdown, each would be closed after this module's globals are gone, when
+    no filter above can run, and print its error."""
+    with _quiet_background_errors():
+        for leftover in gc.get_objects():
+            if (inspect.iscoroutine(leftover) and leftover.cr_frame is not None
+                    and leftover.cr_code.co_name == _FAILED_READ_COROUTINE):
+                try:
+                    leftover.close()
+                except Exception:  # noqa: BLE001  (the read's own error, reported already)
+                    pass
 
 
 @contextlib.contextmanager
