@@ -85,6 +85,26 @@ def _wait(job_id: str, env, *, why="") -> list[str]:
     return re.findall(r"JobState=(\S+)", shown)
 
 
+def _hold_the_node(env) -> str:
+    """Submits a job that takes every CPU of the one node and waits until it runs; returns its
+    id (scancel it to free the node). Jobs submitted meanwhile stay queued."""
+    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--time=10", "--wrap",
+                              "sleep 600"], env=env, capture_output=True, text=True, check=True)
+    job_id = blocker.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 60
+    while _state(job_id, env) != "RUNNING":
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id], env=env)
+            pytest.fail(f"the node-holding job {job_id} did not start in 60 s")
+        time.sleep(0.5)
+    return job_id
+
+
+def _state(job_id, env) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], env=env,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def _submit(sweep_dir, flags, env) -> tuple[str | None, str]:
     proc = _vaejax(["sweep", SMOKE, "--workdir", sweep_dir, "--submit", "slurm",
                     "--slurm-time=30", "--slurm-cpus-per-task=1", *flags], env)
@@ -140,14 +160,16 @@ def test_sweep_array_report_equals_a_local_run_and_a_resubmission_finishes_it(
     # One run unfinished again: only its group is submitted; a second submission while that
     # one is queued or running is refused; the report ends equal again.
     (sweep_dir / "runs" / "latent_dim=4,beta=2,seed=1" / records.RESULTS).unlink()
-    # Submitted held (sbatch reads SBATCH_HOLD), so that it is still queued when the second
-    # submission comes: with its programs in the compilation cache it can finish in seconds.
-    job_id, out = _submit(sweep_dir, flags, {**env, "SBATCH_HOLD": "1"})
+    # Submitted behind a job that holds the whole node, so that it is still queued when the
+    # second submission comes: with its programs in the compilation cache it can finish in
+    # seconds. (sbatch of Slurm 22.05 ignores SBATCH_HOLD, and a hold after submitting races.)
+    blocker = _hold_the_node(env)
+    job_id, out = _submit(sweep_dir, flags, env)
     assert job_id is not None and "1 of 2 groups (4 of 8 runs)" in out and "shard 1/2" in out, out
     refused = _vaejax(["sweep", SMOKE, "--workdir", sweep_dir, "--submit", "slurm", *flags], env)
+    subprocess.run(["scancel", blocker], env=env, check=True, capture_output=True)
     assert refused.returncode == 2 and f"Slurm job(s) {job_id} still queued or running" in (
         refused.stderr), refused.stderr
-    subprocess.run(["scontrol", "release", job_id], env=env, check=True, capture_output=True)
     assert _wait(job_id, env, why=_logs(sweep_dir)) == ["COMPLETED"], _logs(sweep_dir)
     assert "3 runs already finished (kept)" in _logs(sweep_dir)
     assert _vaejax(["sweep-report", sweep_dir], env).returncode == 0
