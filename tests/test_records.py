@@ -70,3 +70,21 @@ def test_move_aside_never_moves_into_or_over_an_earlier_one(tmp_path):
     assert [(a / "metrics.jsonl").read_text() for a in asides] == [
         f"generation {g}\n" for g in range(3)]
     assert all(a.parent == tmp_path and a.name.startswith("run.replaced-") for a in asides)
+
+
+def test_a_killed_writers_temporary_is_removed_and_a_live_ones_is_kept(tmp_path):
+    """`writer_temporary` names its writer; `remove_dead_writers_temporaries` deletes only the
+    files of writers that are gone (a figure half-written when its process was killed)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f".training_curves.png.{gone.stdout.strip()}.tmp"
+    live = files.writer_temporary(tmp_path / "reconstructions.png")
+    unrelated = tmp_path / ".notes.tmp"
+    for path in (dead, live, unrelated):
+        path.write_bytes(b"half")
+    assert live.name == f".reconstructions.png.{os.getpid()}.tmp"
+    assert files.remove_dead_writers_temporaries(tmp_path) == [dead]
+    assert not dead.exists() and live.exists() and unrelated.exists()

@@ -23,8 +23,8 @@ import numpy as np
 
 from vaejax import data as data_lib
 from vaejax import config as config_lib
-from vaejax import (ais_evaluation, checkpoints, disentanglement_evaluation, figures, locking,
-                    metrics, progress, records, runs, trackers)
+from vaejax import (ais_evaluation, checkpoints, disentanglement_evaluation, figures, files,
+                    locking, metrics, progress, records, runs, trackers)
 from vaejax.program import run_keys
 
 
@@ -126,7 +126,7 @@ def _load_partial(path, fingerprint: str) -> list[np.ndarray]:
 
 def _save_partial(path, fingerprint: str, batches: list[np.ndarray]) -> None:
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = files.writer_temporary(path)
     with open(tmp, "wb") as f:
         np.savez(f, fingerprint=np.asarray(fingerprint), batches=np.asarray(len(batches)),
                  **{f"batch_{i}": a for i, a in enumerate(batches)})

@@ -27,7 +27,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vaejax import data as data_lib
-from vaejax import disentanglement_evaluation, locking, plots, records, runs
+from vaejax import disentanglement_evaluation, files, locking, plots, records, runs
 from vaejax.objectives import model_functions
 from vaejax.program import run_keys
 
@@ -42,6 +42,8 @@ def draw_figures(workdir, program, params, hyper, test_data, *, num_images: int 
     `test_data`: `Examples` (with labels for a conditional model) or images (N, H, W, C).
     """
     out = pathlib.Path(workdir) / "figures"
+    if out.is_dir():  # a figure half-written by a process killed while drawing
+        files.remove_dead_writers_temporaries(out)
     test = data_lib.as_examples(test_data).take(slice(None, 2 * num_images))
     labels = test.labels if program.conditioning else None
     prior_key, binarize_key, posterior_key = jax.random.split(

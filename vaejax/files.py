@@ -47,6 +47,35 @@ def atomic_write_text(path, text: str) -> None:
         raise
 
 
+def writer_temporary(path) -> pathlib.Path:
+    """The temporary file this process writes `path` through before renaming it into place:
+    `.<name>.<pid>.tmp` beside it, so that one left by a killed writer names its writer."""
+    path = pathlib.Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_dead_writers_temporaries(folder) -> list[pathlib.Path]:
+    """Deletes the `writer_temporary` files in `folder` whose writer process is gone (killed
+    while writing); returns them. A live writer's file is left alone."""
+    removed = []
+    for tmp in pathlib.Path(folder).glob(".*.tmp"):
+        pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def move_aside(path) -> pathlib.Path:
     """Renames the directory `path` to `<name>.replaced-<YYYYmmdd-HHMMSS>` beside it (with
     `-2`, `-3`, ... if that exists: never into, or over, an earlier one); returns the new path."""
