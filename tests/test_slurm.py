@@ -88,8 +88,9 @@ def _wait(job_id: str, env, *, why="") -> list[str]:
 def _hold_the_node(env) -> str:
     """Submits a job that takes every CPU of the one node and waits until it runs; returns its
     id (scancel it to free the node). Jobs submitted meanwhile stay queued."""
-    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--time=10", "--wrap",
-                              "sleep 600"], env=env, capture_output=True, text=True, check=True)
+    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--time=10",
+                              "--output=/dev/null", "--wrap", "sleep 600"],
+                             env=env, capture_output=True, text=True, check=True)
     job_id = blocker.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 60
     while _state(job_id, env) != "RUNNING":
