@@ -374,6 +374,22 @@ def test_thinned_ticks_are_evenly_spaced():
     assert all(len(plots._thinned(n)) <= 11 for n in range(1, 200))
 
 
+def test_a_figure_is_written_through_the_temporary_files_knows_by_its_writer(tmp_path,
+                                                                               monkeypatch):
+    """plots names its temporary file itself (it imports nothing of vaejax); the name must be
+    `files.writer_temporary`'s, which drawing figures looks for after a kill."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    from vaejax import files  # noqa: PLC0415
+
+    written = []
+    real_replace = plots.os.replace
+    monkeypatch.setattr(plots.os, "replace",
+                        lambda src, dst: (written.append(src), real_replace(src, dst)))
+    path = plots._save(Figure(figsize=(1, 1)), tmp_path / "a.png")
+    assert written == [files.writer_temporary(path)] and path.is_file()
+
+
 def test_module_imports_neither_jax_nor_pyplot():
     # Loaded from its file, so that whatever vaejax/__init__.py imports does not count.
     source = pathlib.Path(plots.__file__)

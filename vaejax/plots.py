@@ -35,8 +35,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
 from PIL import Image, PngImagePlugin
 
-from vaejax import files
-
 DPI = 100
 SEPARATOR_PX = 1                 # between tiles of a mosaic, in decoded pixels
 PAIR_SEPARATOR_PX = 4            # between (input, reconstruction) row pairs
@@ -820,8 +818,8 @@ def _save(fig: Figure, path: PathLike) -> pathlib.Path:
     info.add_text(CONTENT_KEY, content_digest(fig))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = files.writer_temporary(path)
-    try:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # vaejax.files.writer_temporary's
+    try:  # name (plots imports nothing of vaejax), so a killed writer's file is found by its pid
         Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG", pnginfo=info)
         os.replace(tmp, path)
     finally:
