@@ -1,6 +1,8 @@
 """`vaejax.evaluate`: results of a real run, IWAE against an exact log-likelihood, compile-once."""
 
 import json
+import subprocess
+import sys
 import types
 
 import jax
@@ -158,12 +160,19 @@ def test_an_interrupted_iwae_evaluation_continues_where_it_stopped(trained, tmp_
     with pytest.raises(Killed):
         evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
                                      progress=dies_after(3), partial_file=partial, save_every=0)
+    # a kill while the file was being saved leaves its writer's temporary: removed on resume
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    torn = tmp_path / f".{partial.name}.{gone}.tmp"
+    other = tmp_path / f".results.json.{gone}.tmp"  # not this evaluation's: left alone
+    for path in (torn, other):
+        path.write_bytes(b"torn")
     seen = []
     resumed = evaluate.iwae_log_likelihood(run.model, run.params, test, key, **settings,
                                            progress=seen.append, partial_file=partial)
     assert seen == [30, 10, 10]  # the three saved batches at once, then the two left
     np.testing.assert_array_equal(resumed, whole)
-    assert not partial.exists()
+    assert not partial.exists() and not torn.exists() and other.exists()
 
 
 def test_evaluation_progress_in_a_log_file_is_lines_with_the_time_left(monkeypatch):

@@ -9,6 +9,7 @@ All values in nats per example.
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import math
 import os
@@ -64,9 +65,12 @@ def _over_batches(batch_fn, idx, mask, *, progress, partial_file, fingerprint, s
     """`batch_fn(b)` (an array (..., B)) for every padded batch b of `idx` (batches, B), the
     padding dropped, concatenated on the last axis. With `partial_file`, the batches done are
     saved every `save_every` seconds and an interrupted run with the same `fingerprint`
-    continues from them; the file is removed at the end."""
+    continues from them; the file is removed at the end, and a temporary of it that a killed
+    evaluation left is removed at the start."""
     out = []
     if partial_file is not None:
+        partial_file = pathlib.Path(partial_file)
+        files.remove_dead_writers_temporaries(partial_file.parent, glob.escape(partial_file.name))
         out = _load_partial(partial_file, fingerprint)
         if out and progress is not None:
             progress(sum(a.shape[-1] for a in out))

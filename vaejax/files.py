@@ -54,11 +54,12 @@ def writer_temporary(path) -> pathlib.Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def remove_dead_writers_temporaries(folder) -> list[pathlib.Path]:
-    """Deletes the `writer_temporary` files in `folder` whose writer process is gone (killed
-    while writing); returns them. A live writer's file is left alone."""
+def remove_dead_writers_temporaries(folder, name: str = "*") -> list[pathlib.Path]:
+    """Deletes the `writer_temporary` files in `folder` (of the file `name`, a glob; any by
+    default) whose writer process is gone (killed while writing); returns them. A live
+    writer's file is left alone."""
     removed = []
-    for tmp in pathlib.Path(folder).glob(".*.tmp"):
+    for tmp in pathlib.Path(folder).glob(f".{name}.*.tmp"):
         pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
