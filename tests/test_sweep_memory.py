@@ -33,3 +33,22 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "params+adam MB" in text and "XLA's temporaries of one compiled training step" in text
     assert [g.id for g in out["groups"]] == ["latent_dim=4"]
     assert not (tmp_path / "sweep").exists()
+
+
+def test_dry_run_compiles_each_group_shape_once_and_prints_as_it_goes(tmp_path, monkeypatch):
+    """Groups split into parts (or differing only in vmapped scalars) share one compiled step:
+    the Locatello study's 36 groups are 6 shapes. Each group's line reaches the log when its
+    estimate is known, not in one block at the end."""
+    calls, log = [], Log()
+    real = memory_lib.memory_estimate
+
+    def counted(config, image_shape, num_members):
+        calls.append((config.model.latent_dim, num_members, len(log)))
+        return real(config, image_shape, num_members)
+
+    monkeypatch.setattr(memory_lib, "memory_estimate", counted)
+    out = sweep.run_sweep(SMOKE, tmp_path / "sweep", dry_run=True, max_group_size=2, log=log)
+    assert len(out["groups"]) == 4 and [c[:2] for c in calls] == [(2, 2), (4, 2)]
+    # the second compile happened after the first group's lines were logged
+    assert any("part=1of2" in line for line in log[:calls[1][2]])
+    assert sum("part=" in line and " 2 " in line for line in log) == 4

@@ -18,6 +18,8 @@ class Examples(NamedTuple):
     images: (N, H, W, C) uint8 for the image datasets; a user's dataset may give other shapes
     and floats (`datasets`). labels: (N,) int32, or None (binarized_mnist has none, and
     `Program.model_data` drops them for a model that does not condition on them).
+    The number of examples is `num_examples`: `len()` is a tuple's, the number of fields (3),
+    and cannot be redefined without breaking `_replace`.
     """
 
     images: jax.Array

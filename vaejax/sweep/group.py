@@ -313,7 +313,7 @@ def run_sweep(sweep_file, workdir, *, overrides: Sequence[str] = (), max_group_s
     sweep_dir = pathlib.Path(workdir)
     _check_runs(mine, sweep_dir, log)
     if dry_run:
-        log(describe_plan(plan, mine, shard, sweep_dir))
+        describe_plan(plan, mine, shard, sweep_dir, log=log)
         return {"plan": plan, "groups": mine, "trained": [], "skipped": []}
 
     trained, skipped = _train_shard(plan, mine, shard, sweep_dir, log)

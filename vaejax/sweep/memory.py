@@ -18,7 +18,7 @@ import numpy as np
 from vaejax import config as config_lib
 from vaejax import data as data_lib
 from vaejax.program import Program, run_keys
-from vaejax.sweep.plan import Group, Plan, _finished
+from vaejax.sweep.plan import Group, Plan, _finished, _group_key
 
 # Activation memory: bytes per float x (forward value, its gradient, pre-activation, slack).
 
@@ -60,29 +60,50 @@ def _mb(num_bytes) -> float:
     return num_bytes / 2**20
 
 
-def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_dir=None) -> str:
-    """The --dry-run text: runs, groups, members and the memory estimate of each group."""
-    shapes = {}
-    lines = [f"sweep {plan.sweep_file}: {len(plan.runs)} runs in {len(plan.groups)} groups "
-             f"(max_group_size {plan.max_group_size}); shard {shard}: "
-             f"{len(shard_groups_)} groups, {sum(len(g.runs) for g in shard_groups_)} runs"]
-    lines.append(f"{'group':<40} {'members':>7} {'params/member':>13} "
-                 f"{'params+adam MB':>14} {'activations MB':>14} {'total MB':>9}")
+def describe_plan(plan: Plan, shard_groups_: Sequence[Group], shard: str, sweep_dir=None,
+                  log=None) -> str:
+    """The --dry-run text: runs, groups, members and the memory estimate of each group.
+
+    Groups that differ only in `program.vmapped_keys` and have as many members compile to the
+    same step, so each distinct shape is compiled once (`plan._group_key`); `log`, if given,
+    gets each line as soon as it is known, since compiling a large model takes a while.
+    """
+    lines = []
+
+    def emit(line):
+        lines.append(line)
+        if log is not None:
+            log(line)
+
+    emit(f"sweep {plan.sweep_file}: {len(plan.runs)} runs in {len(plan.groups)} groups "
+         f"(max_group_size {plan.max_group_size}); shard {shard}: "
+         f"{len(shard_groups_)} groups, {sum(len(g.runs) for g in shard_groups_)} runs")
+    keys = [(_group_key(g.config), len(g.runs)) for g in shard_groups_]
+    emit(f"memory: compiling one training step for each of the {len(set(keys))} distinct "
+         "group shapes")
+    shapes, estimates = {}, {}
     for group in shard_groups_:
         data = json.dumps(config_lib.to_dict(group.config.data), sort_keys=True)
         if data not in shapes:
+            emit(f"memory: loading data.name={group.config.data.name!r} for its example shape")
             shapes[data] = data_lib.example_shape(
                 group.config.data, search_path=group.config.get("experiment_dir") or None)
-        est = memory_estimate(group.config, shapes[data], len(group.runs))
-        lines.append(f"{group.id:<40} {len(group.runs):>7} {est['params_per_member']:>13,} "
-                     f"{_mb(est['params_bytes']):>14.1f} {_mb(est['activations_bytes']):>14.1f} "
-                     f"{_mb(est['total_bytes']):>9.1f}")
+    emit(f"{'group':<40} {'members':>7} {'params/member':>13} "
+         f"{'params+adam MB':>14} {'activations MB':>14} {'total MB':>9}")
+    for group, key in zip(shard_groups_, keys):
+        if key not in estimates:
+            data = json.dumps(config_lib.to_dict(group.config.data), sort_keys=True)
+            estimates[key] = memory_estimate(group.config, shapes[data], len(group.runs))
+        est = estimates[key]
+        emit(f"{group.id:<40} {len(group.runs):>7} {est['params_per_member']:>13,} "
+             f"{_mb(est['params_bytes']):>14.1f} {_mb(est['activations_bytes']):>14.1f} "
+             f"{_mb(est['total_bytes']):>9.1f}")
         for run in group.runs:
             state = ""
             if sweep_dir is not None and _finished(run.workdir(sweep_dir)):
                 state = "  (finished)"
-            lines.append(f"    {run.name}{state}")
-    lines.append("memory per group = the stacked train state (params, optimizer state) + XLA's "
-                 "temporaries of one compiled training step "
-                 "(see sweep.memory_estimate); the uint8 data is shared.")
+            emit(f"    {run.name}{state}")
+    emit("memory per group = the stacked train state (params, optimizer state) + XLA's "
+         "temporaries of one compiled training step "
+         "(see sweep.memory_estimate); the uint8 data is shared.")
     return "\n".join(lines)
