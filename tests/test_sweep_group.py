@@ -161,9 +161,13 @@ def test_interrupted_shard_resumes_and_shards_merge(smoke, tmp_path):
                             log=killed_after_epoch_1)
     assert checkpoints.Manager(workdir / "groups" / "latent_dim=2").epochs() == [1]
     assert not list(workdir.glob("runs/*/results.json"))
+    # as if an older vaejax had named the group differently: its dir is adopted, not restarted
+    (workdir / "groups" / "latent_dim=2").rename(workdir / "groups" / "latent_dim=2,gamma=1")
 
     log = Log()
     out = group_lib.run_sweep(SMOKE, workdir, overrides=SHRINK, shard="0/2", log=log)
+    assert any("was named latent_dim=2,gamma=1" in line for line in log)
+    assert not (workdir / "groups" / "latent_dim=2,gamma=1").exists()
     assert any("resumed from the checkpoint of epoch 1" in line for line in log)
     assert not any("epoch 1/2" in line for line in log)
     assert sorted(out["trained"]) == sorted(GROUP_2)

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_sweep_group import GROUP_2, SHRINK, SMOKE
+from test_sweep_group import GROUP_2, REPO, SHRINK, SMOKE
 
 from vaejax import config as config_lib
 from vaejax.sweep import plan as plan_lib
@@ -67,6 +67,16 @@ def test_plan_groups_runs_that_differ_only_in_hyper_fields():
     assert [g.id for g in base.groups] == ["latent_dim=2", "latent_dim=4"]
     with pytest.raises(config_lib.ConfigError, match="0 <= i < n"):
         plan_lib.parse_shard("3/3")
+
+
+def test_a_group_is_named_by_what_its_runs_set_not_by_what_other_methods_set():
+    """In a study of several methods, a β-VAE group is not named by the FactorVAE's gamma or
+    the DIP-VAE's settings at their base values, which it does not set."""
+    plan = plan_lib.make_plan(REPO / "experiments" / "locatello2019.py", max_group_size=3)
+    ids = [g.id for g in plan.groups]
+    assert len(ids) == len(set(ids)) == 36
+    assert ids[0] == "kind=elbo,part=1of6" and "kind=factor_vae,part=6of6" in ids
+    assert "kind=dip_vae,dip_type=i,part=1of6" in ids and "kind=dip_vae,dip_type=ii,part=1of6" in ids
 
 
 def test_a_sweep_finds_the_plug_ins_beside_its_file_as_train_does():

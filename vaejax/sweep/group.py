@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -111,6 +112,31 @@ def _prepare_group_dir(group: Group, sweep_dir, log) -> pathlib.Path:
     return group_dir
 
 
+def _adopt_renamed_group_dir(group: Group, sweep_dir, log) -> None:
+    """A group whose id changed (vaejax names groups differently than when the sweep began)
+    takes over the dir of its old id, checkpoints and all, when that dir's group.json names
+    exactly its members and no process holds it: renamed, not copied or restarted."""
+    groups_dir = pathlib.Path(sweep_dir) / "groups"
+    if group.workdir(sweep_dir).exists() or not groups_dir.is_dir():
+        return
+    members = [r.name for r in group.runs]
+    for record_path in sorted(groups_dir.glob(f"*/{GROUP_RECORD}")):
+        old_dir = record_path.parent
+        try:
+            if records.read_json(record_path)["runs"] != members:
+                continue
+        except (records.DamagedRecordError, KeyError, TypeError):
+            continue
+        try:
+            with locking.hold(old_dir, f"vaejax sweep (renaming group {old_dir.name})"):
+                os.rename(old_dir, group.workdir(sweep_dir))
+        except locking.DirectoryLockedError:
+            return  # in use under its old id: this group starts its own dir
+        log(f"sweep: group {group.id} was named {old_dir.name} when its checkpoints were "
+            "written; its dir is renamed")
+        return
+
+
 def _start_run(run: Run, sweep_dir, group: Group, data_source: str) -> pathlib.Path:
     run_dir = run.workdir(sweep_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +167,7 @@ def train_group(group: Group, sweep_dir, *, splits: Splits, devices=None,
         program = Program.build(config, splits.image_shape, splits.train.num_examples, splits.train)
         compiled[key] = _group_functions(program, len(group.runs), devices)
     group_fns = compiled[key]
+    _adopt_renamed_group_dir(group, sweep_dir, log)
     # One process owns a group at a time: its group dir and its unfinished runs' workdirs.
     with contextlib.ExitStack() as owned:
         for directory in [group.workdir(sweep_dir)] + [group.runs[i].workdir(sweep_dir)

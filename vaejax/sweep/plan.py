@@ -211,8 +211,9 @@ def _group_key(config) -> str:
 def group_runs(runs: list[Run], base_config, *, max_group_size: int = 16) -> list[Group]:
     """Groups of runs that differ only in `program.vmapped_keys`, in order of first appearance.
 
-    A group's id names its values of the swept keys that are not vmapped, and of any other
-    key that differs from the base config (`latent_dim=2`; `all` when every run is in it);
+    A group's id names its values of the keys its runs set that are not vmapped, and of any
+    other key that differs from the base config (`latent_dim=2`; `all` when every run is in
+    it; a key other runs of the sweep set is not named where it keeps its base value);
     one larger than `max_group_size` is split into near-equal parts (`...,part=1of2`).
     """
     if max_group_size < 1:
@@ -227,8 +228,9 @@ def group_runs(runs: list[Run], base_config, *, max_group_size: int = 16) -> lis
     for members in by_key.values():
         flat = config_lib.flatten(members[0].config)
         vmapped = vmapped_keys(members[0].config)
+        own = {k for run in members for k in run.overrides}  # what these runs set themselves
         diff = [k for k in flat if k not in vmapped
-                and (k in swept or _plain(flat[k]) != _plain(base.get(k)))]
+                and (k in own or _plain(flat[k]) != _plain(base.get(k)))]
         diff.sort(key=lambda k: (swept.index(k) if k in swept else len(swept), k))
         label = ",".join(f"{names.get(k, k)}={_format_value(flat[k])}" for k in diff) or "all"
         num_parts = math.ceil(len(members) / max_group_size)
